@@ -1,0 +1,5 @@
+import sys
+
+from rote.cli import main
+
+sys.exit(main())

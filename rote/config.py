@@ -1,0 +1,205 @@
+"""Settings for one run, as one frozen dataclass.
+
+The defaults are the seed experiment: 3,000 MNIST training images with their
+labels permuted, the seed CNN with Keras-1 initialisation, Adam at Keras's
+defaults, batch 32, the last 10% held out for validation, up to 1,000 epochs.
+
+Overrides are strict (an unknown key is an error, a value must parse to the
+field's type), so a typo can never silently fall back to a default. The CLI,
+sweep files and tests all build configs through ``RunConfig.from_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+from rote.errors import ConfigError
+
+LABEL_CORRUPTIONS = ("permute", "random", "partial:P", "flip:P", "true")
+INPUT_CORRUPTIONS = ("none", "shuffled-pixels", "random-pixels", "gaussian")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+INITS = ("keras", "torch")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "step")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # what is learned
+    dataset: str = "mnist"
+    n_train: int = 3000  # the first N training images (train + validation part)
+    labels: str = "permute"  # see LABEL_CORRUPTIONS
+    inputs: str = "none"  # see INPUT_CORRUPTIONS
+    # by what
+    model: str = "seed-cnn"
+    init: str = "keras"  # Glorot-uniform kernels, zero biases (Keras 1 defaults)
+    dropout: float = 0.0
+    # how
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # "step": lr x step_gamma every step_every epochs
+    step_every: int = 1
+    step_gamma: float = 0.95  # Zhang et al.: decay factor 0.95 per epoch
+    augment_shift: int = 0  # random shifts of up to this many pixels
+    batch_size: int = 32
+    epochs: int = 1000
+    val_split: float = 0.1  # Keras validation_split: the LAST fraction, before shuffling
+    # when to stop
+    stop_at: Optional[float] = 0.997  # full-train-set accuracy that counts as memorised
+    eval_every: int = 0  # also evaluate the full training part every K epochs (0: only when triggered)
+    collapse_patience: int = 30  # epochs of one-class predictions before a run is called collapsed
+    # where and how
+    seed: int = 0
+    device: str = "auto"
+    channels_last: bool = True  # memory layout only; the numbers are the same
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, overrides: dict[str, Any], base: "RunConfig | None" = None) -> "RunConfig":
+        """Apply overrides strictly: unknown keys and unparsable values are errors."""
+        base = base or cls()
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, raw in overrides.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                hint = _closest(name, known)
+                raise ConfigError(f"unknown setting '{key}'" + (f" (did you mean '{hint}'?)" if hint else "")
+                                  + f"; known settings: {', '.join(known)}")
+            values[name] = parse_value(known[name], raw, key)
+        cfg = dataclasses.replace(base, **values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Check ranges and names; raise ConfigError with a one-line fix."""
+        from rote.data.corruption import parse_label_corruption, parse_input_corruption
+        from rote.models import check_model_name
+
+        if self.n_train < 1:
+            raise ConfigError(f"n_train must be positive, got {self.n_train}")
+        if not (0.0 <= self.val_split < 1.0):
+            raise ConfigError(f"val_split must be in [0, 1), got {self.val_split}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not (0.0 <= self.dropout < 1.0):
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.stop_at is not None and not (0.0 < self.stop_at <= 1.0):
+            raise ConfigError(f"stop_at must be in (0, 1] or none, got {self.stop_at}")
+        if self.eval_every < 0 or self.collapse_patience < 0 or self.augment_shift < 0:
+            raise ConfigError("eval_every, collapse_patience and augment_shift must be >= 0")
+        if self.step_every < 1 or not (0 < self.step_gamma <= 1):
+            raise ConfigError("step_every must be >= 1 and step_gamma in (0, 1]")
+        _choice("init", self.init, INITS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("device", self.device, DEVICES)
+        parse_label_corruption(self.labels)
+        parse_input_corruption(self.inputs)
+        check_model_name(self.model)
+        n_val = self.n_val
+        if self.n_train - n_val < 1:
+            raise ConfigError(f"n_train={self.n_train} with val_split={self.val_split} leaves no training images")
+
+    # -- derived ------------------------------------------------------------
+
+    @property
+    def n_val(self) -> int:
+        # Keras: split_at = int(len(x) * (1 - validation_split)); validation is x[split_at:]
+        return self.n_train - int(self.n_train * (1.0 - self.val_split))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        """A stable hash of every setting: two runs share a key only if they share all settings."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        """The settings as aligned 'name = value' lines, printed before a run starts."""
+        width = max(len(f.name) for f in fields(self))
+        return "\n".join(f"  {f.name:<{width}} = {getattr(self, f.name)!r}" for f in fields(self))
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {name} '{value}'; choose one of: {', '.join(allowed)}")
+
+
+def _closest(name: str, known: dict) -> Optional[str]:
+    import difflib
+
+    match = difflib.get_close_matches(name, list(known), n=1)
+    return match[0] if match else None
+
+
+_NONE_WORDS = {"none", "null", "off"}
+_TRUE_WORDS = {"true", "yes", "on", "1"}
+_FALSE_WORDS = {"false", "no", "off", "0"}
+
+
+def parse_value(f: dataclasses.Field, raw: Any, key: str) -> Any:
+    """Parse raw (a string from the command line, or a YAML/TOML value) to the field's type."""
+    hint = typing.get_type_hints(RunConfig)[f.name]
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(hint))
+        hint = args[0]
+    if raw is None or (optional and isinstance(raw, str) and raw.strip().lower() in _NONE_WORDS):
+        if optional:
+            return None
+        raise ConfigError(f"setting '{key}' cannot be none")
+    try:
+        if hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            word = str(raw).strip().lower()
+            if word in _TRUE_WORDS:
+                return True
+            if word in _FALSE_WORDS:
+                return False
+            raise ValueError
+        if hint is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            if isinstance(raw, str):
+                raw = raw.strip().replace("_", "")
+                if not re.fullmatch(r"[+-]?\d+", raw):
+                    raise ValueError
+            return int(raw)
+        if hint is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = float(raw)
+            if math.isnan(value):
+                raise ValueError
+            return value
+        if hint is str:
+            if not isinstance(raw, str):
+                raise ValueError
+            return raw.strip()
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise AssertionError(f"unhandled field type {hint} for {f.name}")
+    expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[hint]
+    raise ConfigError(f"setting '{key}' must be {expected}" + (" or none" if optional else "") + f", got {raw!r}")

@@ -1,0 +1,74 @@
+"""From a dataset and a run's settings to the arrays a run trains on.
+
+The order of the steps is the seed's: scale to x/255 - 0.5 in (N, 1, 28, 28)
+float32; take the first N training images; draw their labels (for 'permute',
+from a permutation of the whole label array); hold out the LAST val_split of
+those N, before any shuffling (Keras's validation_split); keep the 10,000
+test images with their true labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rote.errors import ConfigError
+from rote.data.corruption import corrupt_inputs, corrupt_labels
+
+
+@dataclass(frozen=True)
+class Prepared:
+    x_fit: np.ndarray  # (n_fit, 1, 28, 28) float32, the part that is trained on
+    y_fit: np.ndarray  # (n_fit,) int64, possibly corrupted
+    x_val: np.ndarray  # (n_val, 1, 28, 28), the last val_split of the first N
+    y_val: np.ndarray  # (n_val,), labels drawn the same way as y_fit
+    x_test: np.ndarray  # (10000, 1, 28, 28)
+    y_test: np.ndarray  # true labels, always
+    labels: np.ndarray  # (N,) the training labels actually used (fit then val)
+    true_labels: np.ndarray  # (N,) the dataset's labels for the same images
+    changed: np.ndarray  # (N,) bool, labels[i] != true_labels[i]
+    classes: int
+
+    @property
+    def changed_fraction(self) -> float:
+        return float(self.changed.mean()) if len(self.changed) else 0.0
+
+
+def scale(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W) -> float32 (N, 1, H, W) in [-0.5, 0.5], as the seed: x / 255 - 0.5."""
+    return (images.astype(np.float32) / 255.0 - 0.5)[:, None, :, :]
+
+
+def seeds_for(seed: int) -> dict[str, int]:
+    """Independent streams for each random choice of a run, all from one seed.
+
+    Changing how one part draws (say, the label corruption) never shifts
+    another (the initialisation or the data order).
+    """
+    names = ("labels", "inputs", "init", "order", "augment", "chance")
+    children = np.random.SeedSequence(seed).spawn(len(names))
+    return {n: int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for n, c in zip(names, children)}
+
+
+def prepare(dataset, cfg) -> Prepared:
+    n_total = len(dataset.y_train)
+    if cfg.n_train > n_total:
+        raise ConfigError(f"n_train={cfg.n_train} is larger than {dataset.name}'s {n_total} training images")
+    if cfg.n_train < dataset.classes:
+        raise ConfigError(f"n_train={cfg.n_train} is smaller than the number of classes ({dataset.classes})")
+    s = seeds_for(cfg.seed)
+    n = cfg.n_train
+    labels, changed = corrupt_labels(dataset.y_train, n, cfg.labels, np.random.default_rng(s["labels"]),
+                                     dataset.classes)
+    x = scale(dataset.x_train[:n])
+    x_test = scale(dataset.x_test)
+    x, x_test = corrupt_inputs(x, x_test, cfg.inputs, np.random.default_rng(s["inputs"]))
+    split = n - cfg.n_val
+    return Prepared(
+        x_fit=np.ascontiguousarray(x[:split]), y_fit=labels[:split],
+        x_val=np.ascontiguousarray(x[split:]), y_val=labels[split:],
+        x_test=np.ascontiguousarray(x_test), y_test=np.asarray(dataset.y_test, dtype=np.int64),
+        labels=labels, true_labels=np.asarray(dataset.y_train[:n], dtype=np.int64), changed=changed,
+        classes=dataset.classes,
+    )

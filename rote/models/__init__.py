@@ -1,0 +1,78 @@
+"""A registry of models: adding one is one decorated function.
+
+A model name is ``family`` or ``family:arg`` (``seed-cnn``, ``mlp:512x512``,
+``cnn:16``). Every model maps images (B, 1, 28, 28) to logits (B, classes).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from rote.errors import ConfigError
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_HELP: dict[str, str] = {}
+
+
+def register_model(name: str, help: str = ""):
+    def deco(fn):
+        _REGISTRY[name] = fn
+        _HELP[name] = help or (fn.__doc__ or "").strip().splitlines()[0]
+        return fn
+
+    return deco
+
+
+def available_models() -> dict[str, str]:
+    return dict(_HELP)
+
+
+def check_model_name(name: str) -> None:
+    family, _, arg = name.partition(":")
+    if family not in _REGISTRY:
+        raise ConfigError(f"unknown model '{name}'; choose one of: {', '.join(_REGISTRY)}")
+    # build on the meta device: checks the argument without allocating weights
+    with torch.device("meta"):
+        _REGISTRY[family](arg or None, in_shape=(1, 28, 28), classes=10, dropout=0.0)
+
+
+def create_model(name: str, *, in_shape=(1, 28, 28), classes: int = 10, dropout: float = 0.0,
+                 init: str = "keras", generator: torch.Generator | None = None) -> nn.Module:
+    family, _, arg = name.partition(":")
+    if family not in _REGISTRY:
+        raise ConfigError(f"unknown model '{name}'; choose one of: {', '.join(_REGISTRY)}")
+    model = _REGISTRY[family](arg or None, in_shape=in_shape, classes=classes, dropout=dropout)
+    initialise(model, init, generator)
+    return model
+
+
+def initialise(model: nn.Module, init: str, generator: torch.Generator | None = None) -> None:
+    """'keras': Glorot-uniform kernels and zero biases, Keras 1's defaults.
+
+    'torch' keeps PyTorch's own layer initialisation (Kaiming-uniform with
+    a=sqrt(5), biases uniform in +-1/sqrt(fan_in)), re-drawn from ``generator``
+    so it is reproducible without touching global RNG state.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if init == "keras":
+                # same fans as Keras: fan_in = in_ch*kh*kw, fan_out = out_ch*kh*kw
+                nn.init.xavier_uniform_(m.weight, generator=generator)
+                nn.init.zeros_(m.bias)
+            elif init == "torch":
+                nn.init.kaiming_uniform_(m.weight, a=5 ** 0.5, generator=generator)
+                fan_in = m.weight[0].numel()
+                bound = 1 / fan_in ** 0.5
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+            else:
+                raise ConfigError(f"unknown init '{init}'; choose keras or torch")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+from rote.models import zoo  # noqa: E402,F401  (registers the models)

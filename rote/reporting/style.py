@@ -1,0 +1,47 @@
+"""One look for every figure: readable at paper size, saved as PNG and SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+
+RC = {
+    "figure.dpi": 100,
+    "savefig.dpi": 200,
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "svg.fonttype": "none",
+}
+
+
+def figure(ncols: int = 1, width: float = 3.6, height: float = 2.9):
+    with plt.rc_context(RC):
+        fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def save(fig, path_png: Path, formats=("png", "svg")) -> list[Path]:
+    """Save next to each other as .png and .svg (written to temp names, then renamed)."""
+    import os
+
+    out = []
+    with plt.rc_context(RC):
+        fig.tight_layout()
+        for fmt in formats:
+            path = Path(path_png).with_suffix("." + fmt)
+            tmp = path.with_name(f".{path.stem}.tmp.{fmt}")
+            fig.savefig(tmp, format=fmt, bbox_inches="tight")
+            os.replace(tmp, path)
+            out.append(path)
+    plt.close(fig)
+    return out
