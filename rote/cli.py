@@ -99,8 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from rote.experiments.run import RunInterrupted, discard, run
-    from rote.reporting.curves import plot_run
+    from rote.experiments.run import RunInterrupted, run
 
     cfg = _config_from(args)
     progress = None
@@ -117,6 +116,8 @@ def cmd_run(args) -> int:
         print(f"\ninterrupted: config.json and history.csv up to the last full epoch are kept in {e.run_dir}",
               file=sys.stderr)
         return 130
+    from rote.reporting.curves import plot_run  # matplotlib is slow to import; only now
+
     figs = plot_run(run_dir)
     if args.quiet:
         from rote.training.metrics import chance_sentence

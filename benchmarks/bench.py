@@ -1,0 +1,151 @@
+"""What rote does on this machine, against the hardware and a plain PyTorch loop.
+
+Measures, in one process:
+  1. the fp32 matrix-multiply peak (torch.mm on square matrices; best size);
+  2. rote's seconds per epoch on the seed protocol (2,700 images, batch 32,
+     the seed CNN, Adam), through rote's own training loop;
+  3. the same model and protocol as a plain PyTorch DataLoader loop
+     (TensorDataset, shuffle=True, batch 32), the usual way to write it;
+  4. (with --group) model-epochs per second for K models trained at once.
+Each timing is repeated; the table shows the median and the spread (min-max).
+GFLOP/s counts the multiply-adds of the convolutions and dense layers,
+forward and backward (backward = 2x forward), as 2 FLOPs each.
+
+    python benchmarks/bench.py [--epochs 5] [--repeats 3] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rote.config import RunConfig  # noqa: E402
+from rote.data.prepare import prepare  # noqa: E402
+from rote.data.sources import load_dataset  # noqa: E402
+from rote.models import create_model  # noqa: E402
+from rote.training.loop import resolve_device, train  # noqa: E402
+
+
+def seed_cnn_flops_per_image() -> float:
+    """Forward multiply-adds x 2 of the seed CNN on one 28x28 image, x3 for forward + backward."""
+    macs = (28 * 28 * 32 * 1 * 9 + 26 * 26 * 32 * 32 * 9 + 13 * 13 * 64 * 32 * 9 + 11 * 11 * 64 * 64 * 9
+            + 1600 * 512 + 512 * 10)
+    return 3 * 2 * macs
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device, repeats: int) -> list[float]:
+    best = None
+    for n in (1024, 2048, 4096):
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        for _ in range(3):
+            a @ b
+        sync(device)
+        times = []
+        for _ in range(max(5, repeats)):
+            t = time.perf_counter()
+            a @ b
+            sync(device)
+            times.append(time.perf_counter() - t)
+        rates = [2 * n ** 3 / t / 1e9 for t in times]
+        if best is None or statistics.median(rates) > statistics.median(best):
+            best = rates
+    return best
+
+
+def rote_epochs(dataset, device, epochs: int, **over) -> list[float]:
+    cfg = RunConfig.from_dict({"epochs": epochs + 1, "stop_at": "none", "collapse_patience": 0,
+                               "device": device.type, **over})
+    res = train(cfg, prepare(dataset, cfg), device=device)
+    return [r.seconds for r in res.history[1:]]  # the first epoch warms up
+
+
+def dataloader_epochs(dataset, device, epochs: int) -> list[float]:
+    """The usual PyTorch loop: a DataLoader over a TensorDataset, tensors moved per batch."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    cfg = RunConfig()
+    data = prepare(dataset, cfg)
+    ds = TensorDataset(torch.from_numpy(data.x_fit), torch.from_numpy(data.y_fit))
+    loader = DataLoader(ds, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    model = create_model("seed-cnn", generator=torch.Generator().manual_seed(0)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    times = []
+    for _ in range(epochs + 1):
+        sync(device)
+        t = time.perf_counter()
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            _ = loss.item()  # the usual per-step logging sync
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return times[1:]
+
+
+def row(name, secs, images, flops_per_image, peak):
+    med = statistics.median(secs)
+    gflops = images * flops_per_image / med / 1e9
+    return (f"{name:<38} {med:8.3f} {min(secs):7.3f}-{max(secs):<7.3f} {images / med:9,.0f} {gflops:8.1f} "
+            f"{100 * gflops / peak:6.1f}%")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=5, help="timed epochs per measurement (after one warm-up)")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats of the matmul timing")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--skip-dataloader", action="store_true")
+    ap.add_argument("--group", type=str, default="", help="comma-separated K for multi-model groups, e.g. 1,4,8")
+    args = ap.parse_args()
+
+    device = resolve_device(args.device)
+    dataset = load_dataset("mnist", log=lambda s: None)
+    print(f"# rote benchmark  {time.strftime('%Y-%m-%d %H:%M')}  torch {torch.__version__}  device {device}  "
+          f"threads {torch.get_num_threads()}  cpu {platform.processor() or platform.machine()}  "
+          f"capability {torch.backends.cpu.get_cpu_capability()}")
+    peaks = matmul_peak(device, args.repeats)
+    peak = statistics.median(peaks)
+    n_fit = 2700
+    fpi = seed_cnn_flops_per_image()
+    print(f"# seed protocol: {n_fit} images/epoch, {n_fit * fpi / 1e9:.0f} GFLOP/epoch; fp32 floor at this peak: "
+          f"{n_fit * fpi / peak / 1e9:.2f} s/epoch")
+    print()
+    print(f"{'measurement':<38} {'median':>8} {'min-max':>15} {'img/s':>9} {'GFLOP/s':>8} {'%peak':>7}")
+    print(f"{'fp32 matmul peak (torch.mm)':<38} {'':>8} {'':>15} {'':>9} {peak:8.1f} {100.0:6.1f}%")
+    print(row("rote, seed protocol (channels-last)", rote_epochs(dataset, device, args.epochs), n_fit, fpi, peak))
+    print(row("rote, seed protocol (contiguous)", rote_epochs(dataset, device, args.epochs, channels_last=False),
+              n_fit, fpi, peak))
+    if not args.skip_dataloader:
+        print(row("plain PyTorch DataLoader loop", dataloader_epochs(dataset, device, args.epochs), n_fit, fpi, peak))
+    if args.group:
+        from rote.training.group import group_epochs  # noqa: E402
+
+        for k in (int(s) for s in args.group.split(",")):
+            secs = group_epochs(dataset, device, k, args.epochs)
+            med = statistics.median(secs)
+            gflops = k * n_fit * fpi / med / 1e9
+            print(f"{f'group of K={k} models (model-epochs/s {k / med:.2f})':<38} {med:8.3f} "
+                  f"{min(secs):7.3f}-{max(secs):<7.3f} {k * n_fit / med:9,.0f} {gflops:8.1f} {100 * gflops / peak:6.1f}%")
+    print("\nseconds are per epoch (per group-epoch for groups), training steps only, device synchronised.")
+
+
+if __name__ == "__main__":
+    main()
