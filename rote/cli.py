@@ -94,6 +94,29 @@ def build_parser() -> argparse.ArgumentParser:
     lst = dsub.add_parser("list", help="show which datasets are present, where, and whether they verify")
     lst.add_argument("--data-dir", default=None, help="also look in this directory")
 
+    sw = sub.add_parser("sweep", help="run a sweep file into a result store; rerun to resume",
+                        description="Expand a sweep file (a base run, a grid over run settings, seeds) and run "
+                        "every run not yet in the store. Kill it at any moment and rerun: finished runs are kept, "
+                        "unfinished ones are run again, none twice.")
+    sw.add_argument("file", type=Path, help="sweep file (YAML); see rote/studies/ for examples")
+    sw.add_argument("--out", type=Path, default=None, help="store directory (default: sweeps/<name>/)")
+    sw.add_argument("--jobs", type=int, default=None, help="runs at once in local processes "
+                    "(default: one per two CPU cores, one on a GPU)")
+    sw.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute "
+                    "(ray: on a Ray cluster, needs `pip install rote[ray]`) (default: local)")
+    sw.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
+    sw.add_argument("--retries", type=int, default=2, help="Ray: times a run lost with its node is retried")
+    sw.add_argument("--data-dir", default=None, help="directory holding the dataset's files")
+    sw.add_argument("--dry-run", action="store_true", help="show the plan and the estimate, run nothing")
+    sw.add_argument("--no-estimate", action="store_true", help="skip the time estimate")
+
+    for name, what in (("table", "print and write the summary table of a sweep (summary.csv, summary.md)"),
+                       ("plot", "draw the figures of a sweep from its store (PNG and SVG)"),
+                       ("report", "write one self-contained HTML report of a sweep")):
+        c = sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ". Reads only the store.")
+        c.add_argument("sweep_dir", type=Path, help="the sweep's store directory (e.g. sweeps/corruption)")
+        c.add_argument("--out", type=Path, default=None, help="where to write (default: inside the store)")
+
     sub.add_parser("models", help="list the registered models and their parameter counts")
     return p
 
@@ -146,6 +169,114 @@ def cmd_data(args) -> int:
     raise RoteError("rote data needs an action: fetch NAME or list")
 
 
+def _fmt_seconds(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def cmd_sweep(args) -> int:
+    from tqdm import tqdm
+
+    from rote.experiments import execute
+    from rote.experiments.sweep import load_sweep
+
+    sweep = load_sweep(args.file)
+    out = args.out or Path("sweeps") / sweep.name
+    if args.jobs is not None and args.jobs < 1:
+        raise RoteError(f"--jobs must be at least 1, got {args.jobs}")
+    plan = execute.plan(sweep, out, data_dir=args.data_dir)
+    conditions = len(sweep.conditions())
+    print(f"sweep '{sweep.name}': {len(sweep.configs)} runs ({conditions} conditions x {len(sweep.seeds)} seeds); "
+          f"{len(plan.done)} already in {out}, {len(plan.todo)} to run")
+    if plan.todo and not args.no_estimate:
+        secs, source = execute.estimate_seconds(plan)
+        print(f"estimate: at most {_fmt_seconds(secs)} if every run used all its epochs "
+              f"(from {source}); runs that memorise or collapse stop early")
+    if args.dry_run or not plan.todo:
+        if not plan.todo and not args.dry_run:
+            execute.start_store(plan)
+            plan.store.write_index()
+            print(f"nothing to run; index in {plan.store.root / 'index.csv'}")
+        return 0
+    stale = execute.start_store(plan)
+    if stale:
+        print(f"discarded {stale} unfinished run(s) left by an interrupted sweep; they run again")
+    counts = {"done": 0, "failed": 0}
+    bar = tqdm(total=len(plan.todo), unit="run", dynamic_ncols=True, disable=None)
+
+    def on_result(r):
+        counts["done" if r["status"] in ("done", "skipped") else "failed"] += 1
+        if r["status"] == "failed":
+            bar.write(f"run {r['key']} failed: {r['error']}")
+        elif r["status"] == "done":
+            plan.store.write_index()
+        bar.set_postfix(failed=counts["failed"], refresh=False)
+        bar.update(1)
+
+    try:
+        if args.backend == "ray":
+            from rote.experiments.ray_backend import run_ray
+
+            run_ray(plan, address=args.address, data_dir=args.data_dir, retries=args.retries, on_result=on_result,
+                    bar=bar)
+        else:
+            jobs = args.jobs or execute.default_jobs(sweep.configs[0].device)
+            run_local(plan, jobs, args.data_dir, on_result)
+    except KeyboardInterrupt:
+        bar.close()
+        plan.store.write_index()
+        print(f"\ninterrupted: {counts['done']} run(s) finished and kept in {out}; rerun the same command to "
+              f"finish the rest", file=sys.stderr)
+        return 130
+    bar.close()
+    index = plan.store.write_index()
+    print(f"{counts['done']} run(s) finished, {counts['failed']} failed; index: {index}")
+    if counts["failed"]:
+        print(f"failed runs are described in {out / 'failed'}; rerun the same command to retry them")
+        return 1
+    return 0
+
+
+def run_local(plan, jobs, data_dir, on_result):
+    from rote.experiments import execute
+
+    execute.run_local(plan, jobs, data_dir, on_result)
+
+
+def _store(args):
+    from rote.experiments.store import Store
+
+    store = Store(args.sweep_dir)
+    if not store.done_keys():
+        raise RoteError(f"{args.sweep_dir} holds no finished runs; run `rote sweep FILE --out {args.sweep_dir}` first")
+    return store
+
+
+def cmd_table(args) -> int:
+    from rote.reporting.table import write_table
+
+    text, paths = write_table(_store(args), args.out or args.sweep_dir)
+    print(text)
+    print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from rote.reporting.figures import plot_sweep
+
+    paths = plot_sweep(_store(args), args.out or args.sweep_dir / "figures")
+    print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from rote.reporting.report import write_report
+
+    path = write_report(_store(args), args.out or args.sweep_dir / "report.html")
+    print(f"written: {path}")
+    return 0
+
+
 def cmd_models(args) -> int:
     from rote.models import available_models, count_parameters, create_model
 
@@ -161,7 +292,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"run": cmd_run, "data": cmd_data, "models": cmd_models}[args.command](args)
+        commands = {"run": cmd_run, "data": cmd_data, "models": cmd_models, "sweep": cmd_sweep, "table": cmd_table,
+                    "plot": cmd_plot, "report": cmd_report}
+        return commands[args.command](args)
     except RoteError as e:
         print(f"rote: error: {e}", file=sys.stderr)
         return 2

@@ -194,9 +194,11 @@ def parse_value(f: dataclasses.Field, raw: Any, key: str) -> Any:
                 raise ValueError
             return value
         if hint is str:
-            if not isinstance(raw, str):
+            if isinstance(raw, bool):  # YAML reads `labels: true` as a boolean
+                return "true" if raw else "false"
+            if not isinstance(raw, (str, int, float)):
                 raise ValueError
-            return raw.strip()
+            return str(raw).strip()
     except (TypeError, ValueError):
         pass
     else:

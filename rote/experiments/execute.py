@@ -1,0 +1,215 @@
+"""Running a sweep's runs into its store: planning, one run, the local executor.
+
+Every executor (in-process, local processes, Ray) calls ``execute_one`` for a
+run, which trains it into a temporary directory and publishes the complete
+record with one atomic rename. What the executors add is only where the call
+happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from rote.config import RunConfig
+from rote.errors import ConfigError, RoteError
+from rote.experiments.record import atomic_write_bytes, write_json
+from rote.experiments.store import Store
+from rote.experiments.sweep import Sweep
+
+_DATASETS: dict = {}  # per process: a worker loads each dataset once
+
+
+def _dataset(name: str, data_dir):
+    from rote.data.sources import load_dataset
+
+    if name not in _DATASETS:
+        _DATASETS[name] = load_dataset(name, data_dir=data_dir, log=lambda s: None)
+    return _DATASETS[name]
+
+
+@dataclass(frozen=True)
+class Plan:
+    sweep: Sweep
+    store: Store
+    todo: list[RunConfig]
+    done: list[RunConfig]
+
+
+def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
+    """Check every run against its dataset, then split into done and to-do; creates nothing."""
+    for name in sorted({c.dataset for c in sweep.configs}):
+        ds = _dataset(name, data_dir)
+        for c in sweep.configs:
+            if c.dataset == name and not (ds.classes <= c.n_train <= len(ds.y_train)):
+                raise ConfigError(f"n_train={c.n_train} is outside [{ds.classes}, {len(ds.y_train)}] for {name}")
+    store = Store(sweep_dir)
+    existing = store.root / "sweep.yaml"
+    done_keys = store.done_keys()
+    todo, done = [], []
+    seen = set()
+    for c in sweep.configs:
+        k = c.key()
+        if k in seen:
+            continue
+        seen.add(k)
+        (done if k in done_keys else todo).append(c)
+    return Plan(sweep, store, todo, done)
+
+
+def execute_one(cfg_dict: dict, store_root: str, data_dir=None, threads: Optional[int] = None) -> dict:
+    """Train one run into the store. Returns {'key', 'status': done|skipped|failed, ...}.
+
+    Safe to call twice for the same run, concurrently or after a crash: the
+    first complete record wins and the other is discarded.
+    """
+    import torch
+
+    from rote.experiments.run import run
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = RunConfig.from_dict(cfg_dict)
+    store = Store(Path(store_root))
+    key = cfg.key()
+    if store.done(key):
+        return {"key": key, "status": "skipped"}
+    tmp = store.temp_dir(key)
+    shutil.rmtree(tmp, ignore_errors=True)
+    t0 = time.time()
+    try:
+        _, result = run(cfg, tmp, dataset=_dataset(cfg.dataset, data_dir), log=lambda s: None)
+    except Exception as e:  # recorded, not raised: one bad run must not stop a sweep
+        shutil.rmtree(tmp, ignore_errors=True)
+        failure = {"key": key, "status": "failed", "error": f"{type(e).__name__}: {e}",
+                   "traceback": traceback.format_exc(), "config": cfg.to_dict(), "host": os.uname().nodename}
+        (store.root / "failed").mkdir(exist_ok=True)
+        write_json(store.root / "failed" / f"{key}.json", failure)
+        return failure
+    store.commit(key, tmp)
+    failed = store.root / "failed" / f"{key}.json"
+    if failed.exists():
+        failed.unlink()
+    return {"key": key, "status": "done", "outcome": result["outcome"], "seconds": time.time() - t0,
+            "host": os.uname().nodename}
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker processes end when the driver dies (even by SIGKILL), instead of running on as orphans."""
+    def watch():
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _worker_init(parent: int, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _exit_with_parent(parent)
+
+
+def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict], None] = lambda r: None) -> None:
+    """Run the plan's to-do list here: in this process for jobs=1, else in a pool of processes."""
+    cores = os.cpu_count() or 1
+    if jobs <= 1:
+        for c in p.todo:
+            on_result(execute_one(c.to_dict(), str(p.store.root), data_dir))
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, cores // jobs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                             initargs=(os.getpid(), threads)) as pool:
+        futures = [pool.submit(execute_one, c.to_dict(), str(p.store.root), data_dir, threads) for c in p.todo]
+        for f in as_completed(futures):
+            on_result(f.result())
+
+
+def default_jobs(device: str) -> int:
+    """One process per two cores on CPU (a run uses two threads well); one on a GPU."""
+    if device in ("cuda", "mps"):
+        return 1
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def start_store(p: Plan) -> int:
+    """Create the store, keep the sweep file beside it, discard temporaries of killed runs."""
+    p.store.create()
+    path = p.store.root / "sweep.yaml"
+    if path.exists() and path.read_text() != p.sweep.source:
+        # settings may change: new keys are new runs, and old records stay valid for their own settings
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        shutil.copy(path, p.store.root / f"sweep.{stamp}.yaml")
+    atomic_write_bytes(path, p.sweep.source.encode())
+    return p.store.clean_stale()
+
+
+def estimate_seconds(p: Plan) -> tuple[float, str]:
+    """An upper bound on the time left: every run using all its epochs.
+
+    Uses the images/s of finished runs of the same model when the store has
+    them, else a short timing of a few training steps per model. On a CPU,
+    more processes share the same cores, so the bound does not shrink with
+    --jobs.
+    """
+    rates: dict[tuple, float] = {}
+    for r in p.store.records():
+        c = r["config"]
+        ips = r["result"].get("images_per_second")
+        if ips:
+            rates.setdefault((c["model"], c["batch_size"]), ips)
+    source = "finished runs"
+    for c in p.todo:
+        k = (c.model, c.batch_size)
+        if k not in rates:
+            rates[k] = _calibrate(c)
+            source = "a short timing of each model"
+    total = 0.0
+    for c in p.todo:
+        n_fit = c.n_train - c.n_val
+        total += n_fit * c.epochs / rates[(c.model, c.batch_size)]
+    return total, source
+
+
+def _calibrate(cfg: RunConfig) -> float:
+    """Images per second of a few training steps of this model on random data."""
+    import torch
+    import torch.nn.functional as F
+
+    from rote.models import create_model
+    from rote.training.loop import resolve_device
+
+    device = resolve_device(cfg.device)
+    model = create_model(cfg.model, generator=torch.Generator().manual_seed(0)).to(device)
+    opt = torch.optim.Adam(model.parameters())
+    x = torch.randn(cfg.batch_size, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (cfg.batch_size,), device=device)
+    steps, t = 0, 0.0
+    for i in range(8):
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss.item()
+        if i >= 2:
+            t += time.perf_counter() - t0
+            steps += 1
+    return steps * cfg.batch_size / t
+
+
+def failed_runs(store: Store) -> list[dict]:
+    d = store.root / "failed"
+    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []

@@ -1,0 +1,166 @@
+"""Sweep files: a base run and a grid over any run setting, plus seeds.
+
+    # studies/corruption.yaml
+    name: corruption
+    base:                      # any `rote run` setting; the rest keep their defaults
+      n_train: 3000
+      epochs: 200
+    grid:                      # every combination of these values
+      labels: [true, "partial:0.2", "partial:0.4", random]
+    seeds: 5                   # 5 means seeds 0-4; or a list: [0, 3, 7]
+
+Conditions that are not a product of values (true labels; random labels;
+shuffled pixels with true labels ...) go in ``cases``, a list of partial
+settings; the runs are cases x grid x seeds, and either may be left out:
+
+    cases:
+      - {labels: true}
+      - {labels: random}
+      - {inputs: shuffled-pixels, labels: true}
+
+A sweep file is checked completely before anything trains: an unknown key, a
+bad value, an empty grid or a misspelt corruption is an error that names the
+line and the field.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rote.config import RunConfig
+from rote.errors import ConfigError
+
+TOP_KEYS = ("name", "description", "base", "cases", "grid", "seeds")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    description: str
+    base: dict[str, Any]
+    cases: list[dict]
+    grid: dict[str, list]
+    seeds: list[int]
+    configs: list[RunConfig]
+    source: str  # the file's text
+
+    def conditions(self) -> list[dict]:
+        """The grid points, without seeds."""
+        keys = list(self.grid)
+        points = [dict(zip(keys, vals)) for vals in itertools.product(*(self.grid[k] for k in keys))]
+        return [{**case, **point} for case in (self.cases or [{}]) for point in points]
+
+
+def _line(node) -> int:
+    return node.start_mark.line + 1
+
+
+def _find(mapping_node, key: str):
+    for k, v in mapping_node.value:
+        if k.value == key:
+            return k, v
+    return None, None
+
+
+def load_sweep(path: Path) -> Sweep:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read sweep file {path}: {e.strerror}") from None
+    return parse_sweep(text, str(path))
+
+
+def parse_sweep(text: str, where: str = "<sweep>") -> Sweep:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}{at}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict) or root is None:
+        raise ConfigError(f"{where}: a sweep file is a mapping with keys {', '.join(TOP_KEYS)}")
+
+    def err(node, msg):
+        return ConfigError(f"{where} line {_line(node)}: {msg}")
+
+    for k, _ in root.value:
+        if k.value not in TOP_KEYS:
+            raise err(k, f"unknown key '{k.value}'; a sweep file has {', '.join(TOP_KEYS)}")
+    name = str(data.get("name") or Path(where).stem)
+    base = data.get("base") or {}
+    _, base_node = _find(root, "base")
+    if not isinstance(base, dict):
+        raise err(base_node, "'base' must be a mapping of run settings")
+    base_cfg = _settings(base, base_node, RunConfig(), err)
+
+    cases = data.get("cases") or []
+    _, cases_node = _find(root, "cases")
+    if cases_node is not None and (not isinstance(data.get("cases"), list) or not cases):
+        raise err(cases_node, "'cases' must be a non-empty list of mappings of run settings")
+    for case, c_node in zip(cases, cases_node.value if cases_node is not None else []):
+        if not isinstance(case, dict) or not case:
+            raise err(c_node, "each case must be a non-empty mapping of run settings, e.g. {labels: random}")
+        _settings(case, c_node, base_cfg, err)
+
+    grid = data.get("grid") or {}
+    _, grid_node = _find(root, "grid")
+    if grid_node is not None and not isinstance(data.get("grid"), dict):
+        raise err(grid_node, "'grid' must map run settings to non-empty lists of values")
+    if not grid and not cases:
+        raise err(grid_node or root, "'grid' must map at least one run setting to a non-empty list of values "
+                  "(or give 'cases')")
+    for (k, v_node), (key, values) in zip(grid_node.value if grid_node is not None else [], grid.items()):
+        if not isinstance(values, list) or not values:
+            raise err(v_node, f"grid field '{key}' needs a non-empty list of values, e.g. {key}: [a, b]")
+        if key == "seed":
+            raise err(k, "put seeds under the top-level 'seeds' key, not in the grid")
+        for value, item in zip(values, v_node.value):
+            _settings({key: value}, None, base_cfg, err, node=item)
+        if len(set(map(str, values))) != len(values):
+            raise err(v_node, f"grid field '{key}' lists a value twice")
+
+    seeds_raw = data.get("seeds", 1)
+    _, seeds_node = _find(root, "seeds")
+    if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool) and seeds_raw >= 1:
+        seeds = list(range(seeds_raw))
+    elif isinstance(seeds_raw, list) and seeds_raw and all(isinstance(s, int) and not isinstance(s, bool)
+                                                            for s in seeds_raw):
+        seeds = list(seeds_raw)
+        if len(set(seeds)) != len(seeds):
+            raise err(seeds_node, "'seeds' lists a seed twice")
+    else:
+        raise err(seeds_node or root, "'seeds' must be a positive count (5 means 0-4) or a list of integers")
+
+    sweep = Sweep(name=name, description=str(data.get("description") or ""), base=base, cases=cases, grid=grid,
+                  seeds=seeds, configs=[], source=text)
+    configs = []
+    for point in sweep.conditions():
+        for seed in seeds:
+            try:
+                configs.append(RunConfig.from_dict({**point, "seed": seed}, base=base_cfg))
+            except ConfigError as e:
+                raise err(grid_node or cases_node or root, f"condition {point}: {e}") from None
+    return Sweep(**{**sweep.__dict__, "configs": configs})
+
+
+def _settings(values: dict, mapping_node, base: RunConfig, err, node=None) -> RunConfig:
+    known = {f.name for f in fields(RunConfig)}
+    for key, value in values.items():
+        n = node
+        if mapping_node is not None:
+            k_node, v_node = _find(mapping_node, key)
+            n = v_node if key.replace("-", "_") in known else k_node
+        if key.replace("-", "_") == "seed" and mapping_node is not None:
+            raise err(n, "put seeds under the top-level 'seeds' key")
+        try:
+            base = RunConfig.from_dict({key: value}, base=base)
+        except ConfigError as e:
+            raise err(n, f"field '{key}': {e}") from None
+    return base
