@@ -19,7 +19,7 @@ install: $(VENV)/bin/python
 
 install-dev: $(VENV)/bin/python
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,ray]'
 
 run: install
 	$(VENV)/bin/rote data fetch mnist

@@ -64,11 +64,11 @@ def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
     return Plan(sweep, store, todo, done)
 
 
-def execute_one(cfg_dict: dict, store_root: str, data_dir=None, threads: Optional[int] = None) -> dict:
-    """Train one run into the store. Returns {'key', 'status': done|skipped|failed, ...}.
+def train_record(cfg_dict: dict, dest: Path, data_dir=None, threads: Optional[int] = None) -> dict:
+    """Train one run into ``dest`` (a fresh directory). Returns {'key', 'status': done|failed, ...}.
 
-    Safe to call twice for the same run, concurrently or after a crash: the
-    first complete record wins and the other is discarded.
+    Every executor calls this, wherever the run happens; failures are
+    returned, not raised, so one bad run never stops a sweep.
     """
     import torch
 
@@ -77,28 +77,40 @@ def execute_one(cfg_dict: dict, store_root: str, data_dir=None, threads: Optiona
     if threads:
         torch.set_num_threads(threads)
     cfg = RunConfig.from_dict(cfg_dict)
-    store = Store(Path(store_root))
     key = cfg.key()
+    t0 = time.time()
+    try:
+        _, result = run(cfg, dest, dataset=_dataset(cfg.dataset, data_dir), log=lambda s: None)
+    except Exception as e:
+        shutil.rmtree(dest, ignore_errors=True)
+        return {"key": key, "status": "failed", "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(), "config": cfg.to_dict(), "host": os.uname().nodename}
+    return {"key": key, "status": "done", "outcome": result["outcome"], "seconds": time.time() - t0,
+            "host": os.uname().nodename}
+
+
+def execute_one(cfg_dict: dict, store_root: str, data_dir=None, threads: Optional[int] = None) -> dict:
+    """Train one run into the store, on this machine.
+
+    Safe to call twice for the same run, concurrently or after a crash: the
+    first complete record wins and the other is discarded.
+    """
+    store = Store(Path(store_root))
+    key = RunConfig.from_dict(cfg_dict).key()
     if store.done(key):
         return {"key": key, "status": "skipped"}
     tmp = store.temp_dir(key)
     shutil.rmtree(tmp, ignore_errors=True)
-    t0 = time.time()
-    try:
-        _, result = run(cfg, tmp, dataset=_dataset(cfg.dataset, data_dir), log=lambda s: None)
-    except Exception as e:  # recorded, not raised: one bad run must not stop a sweep
-        shutil.rmtree(tmp, ignore_errors=True)
-        failure = {"key": key, "status": "failed", "error": f"{type(e).__name__}: {e}",
-                   "traceback": traceback.format_exc(), "config": cfg.to_dict(), "host": os.uname().nodename}
-        (store.root / "failed").mkdir(exist_ok=True)
-        write_json(store.root / "failed" / f"{key}.json", failure)
-        return failure
-    store.commit(key, tmp)
+    out = train_record(cfg_dict, tmp, data_dir, threads)
     failed = store.root / "failed" / f"{key}.json"
+    if out["status"] == "failed":
+        failed.parent.mkdir(exist_ok=True)
+        write_json(failed, out)
+        return out
+    store.commit(key, tmp)
     if failed.exists():
         failed.unlink()
-    return {"key": key, "status": "done", "outcome": result["outcome"], "seconds": time.time() - t0,
-            "host": os.uname().nodename}
+    return out
 
 
 def _exit_with_parent(parent: int) -> None:

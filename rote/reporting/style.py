@@ -45,3 +45,27 @@ def save(fig, path_png: Path, formats=("png", "svg")) -> list[Path]:
             out.append(path)
     plt.close(fig)
     return out
+
+
+# -- shared look of the sweep figures --------------------------------------------
+
+OUTCOME_COLORS = {"memorized": "#2a9d3f", "collapsed": "#d62728", "unfinished": "#ff7f0e", "diverged": "#7b3fa0"}
+OUTCOME_MARKERS = {"memorized": "o", "collapsed": "X", "unfinished": "s", "diverged": "D"}
+
+
+def condition_color(i: int) -> str:
+    """The colour of the i-th condition or series (tab10, then tab20's light shades)."""
+    cmap = plt.get_cmap("tab10" if i < 10 else "tab20")
+    return matplotlib.colors.to_hex(cmap(i % 10) if i < 10 else cmap((2 * (i - 10) + 1) % 20))
+
+
+def legend(ax, *, outside: bool | None = None, **kw):
+    """A legend inside the axes for a few entries, beside them (right) for many."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    if outside is None:
+        outside = len(handles) > 6
+    if outside:
+        return ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kw)
+    return ax.legend(handles, labels, **{"loc": "best", **kw})

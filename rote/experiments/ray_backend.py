@@ -1,0 +1,100 @@
+"""Sweeps on a Ray cluster. The only module that imports ray (`pip install rote[ray]`).
+
+Each run is a Ray task that asks for the CPUs (and GPU) one run needs. The
+task trains into a scratch directory on whichever node it lands on and sends
+the finished record's files back; the driver writes them into the store with
+the same atomic rename as the local executor. So the store needs no shared
+filesystem, a record exists only once it is complete, and stopping the
+driver, killing a worker or losing a node loses at most the runs in flight:
+Ray retries a task whose worker or node died (``--retries`` times), and a
+run that still fails is recorded under ``failed/`` with its error. Rerunning
+the sweep skips every finished run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from rote.errors import RoteError
+from rote.experiments.record import atomic_write_bytes, write_json
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise RoteError("the Ray backend needs Ray: pip install 'rote[ray]' (or pip install 'ray[default]')") from None
+    return ray
+
+
+def train_remote(cfg_dict: dict, data_dir, threads: int) -> dict:
+    """Runs on a Ray worker: train one run in a scratch directory, return its files."""
+    from rote.experiments.execute import train_record
+
+    scratch = Path(tempfile.mkdtemp(prefix="rote-"))
+    try:
+        out = train_record(cfg_dict, scratch / "run", data_dir=data_dir, threads=threads)
+        if out["status"] == "done":
+            out["files"] = {p.name: p.read_bytes() for p in (scratch / "run").iterdir() if p.is_file()}
+        out["host"] = os.uname().nodename
+        return out
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_ray(plan, *, address=None, data_dir=None, retries: int = 2, on_result: Callable[[dict], None],
+            bar=None, cpus_per_run: int | None = None, gpus_per_run: float | None = None) -> None:
+    ray = _import_ray()
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False) if address else ray.init(include_dashboard=False, log_to_driver=False)
+        except ConnectionError as e:
+            raise RoteError(f"cannot reach a Ray cluster at {address}: {e}; start one with `ray start --head`") from None
+    device = plan.todo[0].device if plan.todo else "cpu"
+    if gpus_per_run is None:
+        gpus_per_run = 1 if device == "cuda" else 0
+    if cpus_per_run is None:
+        cpus_per_run = 1 if gpus_per_run else 2
+    total_cpus = int(ray.cluster_resources().get("CPU", 1))
+    cpus_per_run = max(1, min(cpus_per_run, total_cpus))
+    task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries)(train_remote)
+
+    pending = {}
+    for cfg in plan.todo:
+        ref = task.remote(cfg.to_dict(), data_dir, cpus_per_run)
+        pending[ref] = cfg
+    failed = 0
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        for ref in ready:
+            cfg = pending.pop(ref)
+            key = cfg.key()
+            try:
+                out = ray.get(ref)
+            except Exception as e:  # the task's worker or node died more often than --retries allows
+                out = {"key": key, "status": "failed", "error": f"{type(e).__name__}: {str(e).splitlines()[0]}",
+                       "config": cfg.to_dict()}
+            if out["status"] == "done":
+                tmp = plan.store.temp_dir(key)
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+                for name, blob in out.pop("files").items():
+                    atomic_write_bytes(tmp / name, blob)
+                plan.store.commit(key, tmp)
+                stale = plan.store.root / "failed" / f"{key}.json"
+                if stale.exists():
+                    stale.unlink()
+            elif out["status"] == "failed":
+                failed += 1
+                (plan.store.root / "failed").mkdir(exist_ok=True)
+                write_json(plan.store.root / "failed" / f"{key}.json", out)
+            on_result(out)
+        if bar is not None:
+            bar.set_postfix(running=min(len(pending), max(1, total_cpus // cpus_per_run)), failed=failed,
+                            refresh=True)

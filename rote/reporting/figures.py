@@ -1,0 +1,558 @@
+"""The figures of a sweep, drawn from its store alone (Zhang et al. 2017, Fig. 1, and more).
+
+Every figure the store's data supports is drawn, as PNG and SVG; one it cannot
+support is skipped with a note saying why:
+
+    learning_curves   training loss against epoch, one line per condition      (Zhang Fig. 1a)
+    time_to_fit       epochs to memorise against label corruption              (Zhang Fig. 1b)
+    test_error        test error against label corruption, with chance         (Zhang Fig. 1c)
+    capacity          final training accuracy and epochs to memorise against n_train
+    clean_vs_corrupt  accuracy on the kept and on the changed training labels against epoch
+    seed_outcomes     per-seed test accuracy and chance band, coloured by outcome
+
+Lines are means over seeds; shaded bands are min-max over seeds (curves) and
+error bars mean ± std over seeds (per-condition numbers); dots are single runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from rote.reporting.curves import read_history
+from rote.reporting.style import (OUTCOME_COLORS, OUTCOME_MARKERS, RC, condition_color, figure, legend, plt,
+                                  save)
+from rote.reporting.table import OUTCOMES, Condition, SweepData, fit_epoch, fmt_value, load, mean_std
+
+FIGURES = ("learning_curves", "time_to_fit", "test_error", "capacity", "clean_vs_corrupt", "seed_outcomes")
+
+
+@dataclass
+class FigureResult:
+    name: str
+    paths: list  # [Path], .png first
+    caption: str
+
+
+class Skip(Exception):
+    """A figure the store's data cannot support; the message says why."""
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def corruption_level(labels: str) -> Optional[float]:
+    """The P of partial:P / flip:P; true labels are 0, random and permuted labels 1."""
+    from rote.data.corruption import parse_label_corruption
+
+    try:
+        c = parse_label_corruption(str(labels))
+    except Exception:
+        return None
+    return {"true": 0.0, "random": 1.0, "permute": 1.0}.get(c.kind, c.p)
+
+
+def _label_kind(labels: str) -> str:
+    return str(labels).partition(":")[0]
+
+
+class _Ctx:
+    def __init__(self, data: SweepData):
+        self.data = data
+        self._hist: dict = {}
+
+    def history(self, record) -> dict:
+        key = record["key"]
+        if key not in self._hist:
+            path = Path(record["dir"]) / "history.csv"
+            self._hist[key] = read_history(path) if path.is_file() else {}
+        return self._hist[key]
+
+
+def _series(data: SweepData, field: str, xfunc: Callable[[Condition], Optional[float]]):
+    """Conditions grouped into lines along `field`: [(label, [(x, condition), ...]), ...]."""
+    others = [k for k in data.varying if k != field]
+    groups: "OrderedDict[tuple, list]" = OrderedDict()
+    for c in data.conditions:
+        x = xfunc(c)
+        if x is None:
+            continue
+        key = tuple((k, fmt_value(c.settings.get(k))) for k in others)
+        groups.setdefault(key, []).append((x, c))
+    out = []
+    for key, items in groups.items():
+        label = ", ".join(f"{k}={v}" for k, v in key)
+        if field == "labels":
+            # partial:P and flip:P are different corruptions: one line each, sharing the end points
+            fams = sorted({_label_kind(c.settings["labels"]) for _, c in items} & {"partial", "flip"})
+            if len(fams) > 1:
+                for fam in fams:
+                    sub = [(x, c) for x, c in items if _label_kind(c.settings["labels"]) not in set(fams) - {fam}]
+                    out.append(((label + ", " if label else "") + f"{fam}:P", sorted(sub, key=lambda t: t[0])))
+                continue
+        out.append((label, sorted(items, key=lambda t: t[0])))
+    return out
+
+
+def _jitter_lin(span: float):
+    d = 0.012 * (span or 1.0)
+    return lambda x, j, n: x + (j - (n - 1) / 2) * d
+
+
+def _jitter_log(x, j, n):
+    return x * 10 ** ((j - (n - 1) / 2) * 0.012)
+
+
+def _not_fit_proxies(ax, kinds: set):
+    """Legend entries for the runs that did not memorise."""
+    if "unfinished" in kinds:
+        ax.scatter([], [], marker="o", s=30, facecolors="none", edgecolors="0.3", lw=1.2,
+                   label="did not fit within budget")
+    if kinds & {"collapsed", "diverged"}:
+        ax.scatter([], [], marker="x", s=30, color="0.3", lw=1.2, label="collapsed / diverged (at its last epoch)")
+
+
+def _draw_fit(ax, series, jitter, *, scale=None) -> set:
+    """Epochs to memorise per condition: dots per run, mean ± std of the runs that memorised.
+
+    scale: per-series divisor (relative plots) or None. Returns the outcomes of runs drawn hollow.
+    """
+    missed: set = set()
+    for si, (label, items) in enumerate(series):
+        color = condition_color(si)
+        div = 1.0 if scale is None else scale[si]
+        if div is None:
+            continue
+        mx, my, ms = [], [], []
+        for x, c in items:
+            fitted = []
+            n = len(c.runs)
+            for j, r in enumerate(c.runs):
+                e = fit_epoch(r)[0]
+                xj = jitter(x, j, n)
+                if e is not None:
+                    fitted.append(e)
+                    ax.scatter([xj], [e / div], s=14, color=color, alpha=0.55, lw=0, zorder=3)
+                else:
+                    outcome = r["result"].get("outcome", "unfinished")
+                    y = (r["result"].get("epochs") or r["config"]["epochs"]) / div
+                    if outcome in ("collapsed", "diverged"):
+                        missed.add(outcome)
+                        ax.scatter([xj], [y], marker="x", s=30, color=color, lw=1.2, zorder=3)
+                    else:
+                        missed.add("unfinished")
+                        ax.scatter([xj], [y], marker="o", s=30, facecolors="none", edgecolors=color, lw=1.2,
+                                   zorder=3)
+            if fitted:
+                m, s = mean_std(fitted)
+                mx.append(x)
+                my.append(m / div)
+                ms.append((s or 0.0) / div)
+        if mx:
+            ax.errorbar(mx, my, yerr=ms, color=color, marker="o", ms=5, lw=1.5, capsize=3, zorder=4,
+                        label=label or "mean ± std of the runs that memorised")
+    return missed
+
+
+def _budget_line(ax, conditions, div=1.0):
+    budgets = {c.settings.get("epochs") for c in conditions}
+    if len(budgets) == 1:
+        b = budgets.pop()
+        ax.axhline(b / div, color="0.5", ls=":", lw=1, label=f"epoch budget ({b})", zorder=1)
+
+
+def _level_ticks(ax, levels, kinds_at):
+    ax.set_xticks(levels)
+    labels = []
+    for x in levels:
+        name = kinds_at.get(x, "")
+        labels.append(f"{x:g}" + (f"\n{name}" if name else ""))
+    ax.set_xticklabels(labels)
+
+
+def _levels(series):
+    levels = sorted({x for _, items in series for x, _ in items})
+    kinds_at = {}
+    for _, items in series:
+        for x, c in items:
+            k = _label_kind(c.settings["labels"])
+            if k in ("true", "random", "permute"):
+                kinds_at.setdefault(x, set()).add(k)
+    return levels, {x: "/".join(sorted(v)) for x, v in kinds_at.items()}
+
+
+# -- the figures ---------------------------------------------------------------------
+
+
+def learning_curves(ctx: _Ctx):
+    data = ctx.data
+    if not any(ctx.history(r).get("loss") for r in data.records):
+        raise Skip("no run has a history.csv with training loss")
+    fig, (ax,) = figure(width=5.0 if len(data.conditions) > 6 else 4.4, height=3.2)
+    for c in data.conditions:
+        color = condition_color(c.index)
+        per_epoch: dict = {}
+        for r in c.runs:
+            h = ctx.history(r)
+            for e, v in zip(h.get("epoch", []), h.get("loss", [])):
+                if e is not None and v is not None and math.isfinite(v):
+                    per_epoch.setdefault(int(e), []).append(v)
+        if not per_epoch:
+            continue
+        ep = sorted(per_epoch)
+        mean = [sum(per_epoch[e]) / len(per_epoch[e]) for e in ep]
+        ax.plot(ep, mean, color=color, lw=1.6, label=c.label)
+        if len(c.runs) > 1:
+            ax.fill_between(ep, [min(per_epoch[e]) for e in ep], [max(per_epoch[e]) for e in ep], color=color,
+                            alpha=0.18, lw=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (cross-entropy, nats)")
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    ax.set_title("Learning curves")
+    legend(ax)
+    caption = ("Training loss (mean over the epoch's batches) against epoch for each condition: mean over seeds, "
+               "shaded min-max over seeds; where runs stopped early (memorised or collapsed) the mean is over the "
+               "seeds still running. Cf. Zhang et al. 2017, Fig. 1a.")
+    return fig, caption
+
+
+def _corruption_series(data: SweepData, what: str):
+    if "labels" not in data.varying:
+        raise Skip(f"{what} needs a sweep over label corruption (labels takes one value here)")
+    series = _series(data, "labels", lambda c: corruption_level(c.settings["labels"]))
+    levels = {x for _, items in series for x, _ in items}
+    if len(levels) < 2:
+        raise Skip(f"{what} needs at least two label corruption levels")
+    return series
+
+
+CORRUPTION_X = "label corruption P (labels partial:P or flip:P)"
+
+
+def time_to_fit(ctx: _Ctx):
+    data = ctx.data
+    series = _corruption_series(data, "time_to_fit")
+    if not any(fit_epoch(r)[0] is not None for r in data.records):
+        raise Skip("time_to_fit: no run memorised its training set, so there is no time to fit to show")
+    levels, kinds_at = _levels(series)
+    base = []
+    for _, items in series:
+        true = [fit_epoch(r)[0] for x, c in items if c.settings["labels"] == "true" for r in c.runs]
+        m = mean_std(true)[0]
+        base.append(m)
+    relative = any(b is not None for b in base)
+    fig, axes = figure(ncols=2 if relative else 1, width=3.8, height=3.2)
+    span = (max(levels) - min(levels)) or 1.0
+    ax = axes[0]
+    missed = _draw_fit(ax, series, _jitter_lin(span))
+    _budget_line(ax, data.conditions)
+    _not_fit_proxies(ax, missed)
+    ax.set_xlabel(CORRUPTION_X)
+    ax.set_ylabel("epochs to memorise the training set")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Time to memorise")
+    _level_ticks(ax, levels, kinds_at)
+    legend(ax, fontsize=7.5)
+    if relative:
+        ax2 = axes[1]
+        _draw_fit(ax2, series, _jitter_lin(span), scale=base)
+        ax2.axhline(1.0, color="0.5", lw=1, ls="--", label="true labels = 1")
+        ax2.set_xlabel(CORRUPTION_X)
+        ax2.set_ylabel("epochs to memorise / true labels' (×)")
+        ax2.set_ylim(bottom=0)
+        ax2.set_title("Relative to true labels")
+        _level_ticks(ax2, levels, kinds_at)
+    caption = ("Epochs until the whole training set is fitted, against the share of corrupted labels: dots are "
+               "runs, markers with bars the mean ± std of the runs that memorised; hollow circles are runs that "
+               "did not fit within their epoch budget, drawn at the epoch they stopped"
+               + ("; right: divided by the mean for true labels" if relative else "")
+               + ". Cf. Zhang et al. 2017, Fig. 1b.")
+    return fig, caption
+
+
+def test_error(ctx: _Ctx):
+    data = ctx.data
+    series = _corruption_series(data, "test_error")
+    if not any(r["result"].get("test_acc") is not None for r in data.records):
+        raise Skip("test_error: no run has a test accuracy")
+    levels, kinds_at = _levels(series)
+    span = (max(levels) - min(levels)) or 1.0
+    jit = _jitter_lin(span)
+    fig, (ax,) = figure(width=4.4, height=3.2)
+    uniform = mean_std((r["result"].get("chance") or {}).get("uniform") for r in data.records)[0] or 0.1
+    ax.axhline(100 * (1 - uniform), color="0.3", ls="--", lw=1,
+               label=f"uniform guessing ({100 * (1 - uniform):.0f}% error)")
+    multi = len(series) > 1
+    for si, (label, items) in enumerate(series):
+        color = condition_color(si)
+        mx, my, ms, blo, bhi = [], [], [], [], []
+        for x, c in items:
+            errs = []
+            for j, r in enumerate(c.runs):
+                acc = r["result"].get("test_acc")
+                if acc is None:
+                    continue
+                errs.append(100 * (1 - acc))
+                ax.scatter([jit(x, j, len(c.runs))], [errs[-1]], s=14, color=color, alpha=0.55, lw=0, zorder=3)
+            bands = [(r["result"].get("chance") or {}).get("band") for r in c.runs]
+            bands = [b for b in bands if b and None not in b]
+            if errs:
+                m, s = mean_std(errs)
+                mx.append(x)
+                my.append(m)
+                ms.append(s or 0.0)
+            if bands:
+                blo.append((x, 100 * (1 - sum(b[1] for b in bands) / len(bands))))
+                bhi.append((x, 100 * (1 - sum(b[0] for b in bands) / len(bands))))
+        if blo:
+            ax.fill_between([x for x, _ in blo], [y for _, y in blo], [y for _, y in bhi],
+                            color=color if multi else "0.5", alpha=0.13 if multi else 0.22, lw=0,
+                            label=None if multi else "95% chance band (relabelled predictions)")
+        if mx:
+            ax.errorbar(mx, my, yerr=ms, color=color, marker="o", ms=5, lw=1.5, capsize=3, zorder=4,
+                        label=label or "test error, mean ± std over seeds")
+    if multi:
+        ax.fill_between([], [], [], color="0.5", alpha=0.22, lw=0,
+                        label="95% chance band (relabelled predictions)")
+    ax.set_ylim(0, 100)
+    ax.set_xlabel(CORRUPTION_X)
+    ax.set_ylabel("test error (%)")
+    ax.set_title("Generalisation")
+    _level_ticks(ax, levels, kinds_at)
+    legend(ax, fontsize=7.5)
+    caption = ("Test error (1 - test accuracy, true test labels) against the share of corrupted training labels, "
+               "mean ± std over seeds with single runs as dots; the dashed line is uniform guessing, the shaded "
+               "band the 95% range reached by chance by a model that predicts this way (random relabellings of its "
+               "test predictions). Cf. Zhang et al. 2017, Fig. 1c.")
+    return fig, caption
+
+
+def capacity(ctx: _Ctx):
+    data = ctx.data
+    if "n_train" not in data.varying:
+        raise Skip("capacity needs a sweep over n_train (n_train takes one value here)")
+    series = _series(data, "n_train", lambda c: float(c.settings["n_train"]))
+    ns = sorted({x for _, items in series for x, _ in items})
+    if len(ns) < 2:
+        raise Skip("capacity needs at least two values of n_train")
+    fig, (ax_acc, ax_ep) = figure(ncols=2, width=3.8, height=3.2)
+    thresholds = set()
+    claims = []
+    for si, (label, items) in enumerate(series):
+        color = condition_color(si)
+        mx, my, ms = [], [], []
+        for x, c in items:
+            stop = c.settings.get("stop_at")
+            if stop is None:
+                from rote.training.loop import MEMORIZED_AT
+                stop = MEMORIZED_AT
+            thresholds.add(stop)
+            accs = []
+            for j, r in enumerate(c.runs):
+                a = r["result"].get("train_acc")
+                if a is None:
+                    continue
+                accs.append(100 * a)
+                mem = r["result"].get("outcome") == "memorized"
+                ax_acc.scatter([_jitter_log(x, j, len(c.runs))], [100 * a], s=22 if not mem else 14, zorder=3,
+                               facecolors=color if mem else "none", edgecolors=color, lw=1.0,
+                               alpha=0.6 if mem else 1.0)
+            if accs:
+                m, s = mean_std(accs)
+                mx.append(x)
+                my.append(m)
+                ms.append(s or 0.0)
+        if mx:
+            ax_acc.errorbar(mx, my, yerr=ms, color=color, marker="o", ms=5, lw=1.5, capsize=3, zorder=4,
+                            label=label or "mean ± std over seeds")
+        all_mem = [x for x, c in items if all(r["result"].get("outcome") == "memorized" for r in c.runs)]
+        not_all = [x for x, c in items if not all(r["result"].get("outcome") == "memorized" for r in c.runs)]
+        claim = (f"every seed memorised up to N={int(max(all_mem))}" if all_mem else "no N had every seed memorise")
+        if not_all:
+            claim += f", not every seed at N={int(min(not_all))}"
+        claims.append((f"{label}: " if label else "") + claim)
+    for t in sorted(thresholds):
+        ax_acc.axhline(100 * t, color="0.4", ls="--", lw=1, label=f"memorisation threshold ({100 * t:.1f}%)")
+    ax_acc.scatter([], [], s=22, facecolors="none", edgecolors="0.3", label="run that did not memorise")
+    ax_acc.set_xscale("log")
+    ax_acc.set_xlabel("training set size N (images, log scale)")
+    ax_acc.set_ylabel("final training accuracy (%)")
+    ax_acc.set_ylim(top=101)
+    ax_acc.set_title("Fit at the end of training")
+    missed = _draw_fit(ax_ep, series, _jitter_log)
+    _budget_line(ax_ep, data.conditions)
+    _not_fit_proxies(ax_ep, missed)
+    ax_ep.set_xscale("log")
+    ax_ep.set_xlabel("training set size N (images, log scale)")
+    ax_ep.set_ylabel("epochs to memorise")
+    ax_ep.set_ylim(bottom=0)
+    ax_ep.set_title("Time to memorise")
+    for a in (ax_acc, ax_ep):
+        a.set_xticks(ns)
+        a.set_xticklabels([f"{int(n):,}" for n in ns])
+        a.minorticks_off()
+    legend(ax_acc, fontsize=7.5)
+    legend(ax_ep, fontsize=7.5)
+    caption = ("Final accuracy on the training part and epochs to memorise it, against the number of training "
+               "images (log scale); hollow markers are runs that did not memorise within their epoch budget. "
+               + "; ".join(claims) + ".")
+    return fig, caption
+
+
+def clean_vs_corrupt(ctx: _Ctx):
+    data = ctx.data
+    conds = [c for c in data.conditions if _label_kind(c.settings.get("labels", "")) in ("partial", "flip")]
+    if not conds:
+        raise Skip("clean_vs_corrupt needs runs with partial:P or flip:P labels")
+    have = []
+    for c in conds:
+        if any(any(v is not None for v in ctx.history(r).get("corrupt_acc", []))
+               and any(v is not None for v in ctx.history(r).get("clean_acc", [])) for r in c.runs):
+            have.append(c)
+    if not have:
+        raise Skip("clean_vs_corrupt: no partial/flip run evaluated its full training part "
+                   "(run with eval_every 1 to record clean_acc and corrupt_acc)")
+    fig, (ax,) = figure(width=5.0 if len(have) > 3 else 4.4, height=3.2)
+    sparse = False
+    for c in have:
+        color = condition_color(c.index)
+        for col, ls in (("clean_acc", "-"), ("corrupt_acc", "--")):
+            per: dict = {}
+            for r in c.runs:
+                h = ctx.history(r)
+                for e, v in zip(h.get("epoch", []), h.get(col, [])):
+                    if e is not None and v is not None:
+                        per.setdefault(int(e), []).append(100 * v)
+            if not per:
+                continue
+            ep = sorted(per)
+            sparse = sparse or len(ep) < max(int(e) for e in ep) / 2
+            mean = [sum(per[e]) / len(per[e]) for e in ep]
+            ax.plot(ep, mean, color=color, ls=ls, lw=1.6, marker="o" if len(ep) < 12 else None, ms=3,
+                    label=c.label if col == "clean_acc" else None)
+            if len(c.runs) > 1:
+                ax.fill_between(ep, [min(per[e]) for e in ep], [max(per[e]) for e in ep], color=color,
+                                alpha=0.15, lw=0)
+    ax.plot([], [], color="0.3", ls="-", label="kept labels (clean)")
+    ax.plot([], [], color="0.3", ls="--", label="changed labels (corrupted)")
+    ax.set_ylim(0, 101)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training accuracy on its labels (%)")
+    ax.set_title("Clean labels are fitted first")
+    legend(ax, fontsize=7.5, outside=len(have) > 3)
+    caption = ("Accuracy against the training labels, on the examples whose label was kept (solid) and on those "
+               "whose label was changed (dashed), evaluated on the whole training part in eval mode after each "
+               "epoch: mean over seeds, shaded min-max.")
+    return fig, caption
+
+
+def seed_outcomes(ctx: _Ctx):
+    data = ctx.data
+    if len(data.conditions) != 1:
+        raise Skip(f"seed_outcomes is drawn for a sweep over the seeds of one condition; this one has "
+                   f"{len(data.conditions)} conditions")
+    c = data.conditions[0]
+    if len(c.runs) < 2:
+        raise Skip("seed_outcomes needs at least two seeds")
+    fig, (ax, ax_tr) = figure(ncols=2, width=3.8, height=3.2)
+    xs = list(range(len(c.runs)))
+    seen = set()
+    uniform = None
+    for x, r in zip(xs, c.runs):
+        res = r["result"]
+        outcome = res.get("outcome", "unfinished")
+        color = OUTCOME_COLORS.get(outcome, "0.3")
+        marker = OUTCOME_MARKERS.get(outcome, "o")
+        chance = res.get("chance") or {}
+        uniform = chance.get("uniform", uniform)
+        band = chance.get("band")
+        if band and None not in band:
+            ax.vlines(x, 100 * band[0], 100 * band[1], color="0.6", lw=7, alpha=0.45, zorder=1,
+                      label="95% chance band" if x == 0 else None)
+        lab = outcome if outcome not in seen else None
+        seen.add(outcome)
+        if res.get("test_acc") is not None:
+            ax.scatter([x], [100 * res["test_acc"]], color=color, marker=marker, s=36, zorder=3, label=lab,
+                       edgecolors="white", lw=0.5)
+        if res.get("train_acc") is not None:
+            ax_tr.scatter([x], [100 * res["train_acc"]], color=color, marker=marker, s=36, zorder=3,
+                          edgecolors="white", lw=0.5)
+            e = fit_epoch(r)[0]
+            if e is not None:
+                ax_tr.annotate(f"{e}", (x, 100 * res["train_acc"]), textcoords="offset points", xytext=(0, 6),
+                               ha="center", fontsize=7, color="0.25")
+    if uniform is not None:
+        ax.axhline(100 * uniform, color="0.3", ls="--", lw=1, label=f"uniform chance ({100 * uniform:.0f}%)")
+    stop = c.settings.get("stop_at")
+    if stop is None:
+        from rote.training.loop import MEMORIZED_AT
+        stop = MEMORIZED_AT
+    ax_tr.axhline(100 * stop, color="0.4", ls="--", lw=1, label=f"memorisation threshold ({100 * stop:.1f}%)")
+    for a in (ax, ax_tr):
+        a.set_xticks(xs)
+        a.set_xticklabels([str(s) for s in c.seeds])
+        a.set_xlabel("seed")
+        a.set_xlim(-0.7, len(xs) - 0.3)
+        a.grid(axis="x", visible=False)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Test accuracy vs chance")
+    legend(ax, fontsize=7.5)
+    lo = min([100 * r["result"]["train_acc"] for r in c.runs if r["result"].get("train_acc") is not None]
+             + [100 * stop])
+    ax_tr.set_ylim(max(0.0, lo - 0.15 * (100.5 - lo) - 1), 100.5 + 0.12 * (100.5 - lo) + 0.5)
+    ax_tr.set_ylabel("final training accuracy (%)")
+    ax_tr.set_title("Fit of the training set")
+    legend(ax_tr, fontsize=7.5)
+    counts = ", ".join(f"{sum(r['result'].get('outcome') == o for r in c.runs)} {o}" for o in OUTCOMES
+                       if any(r["result"].get("outcome") == o for r in c.runs))
+    caption = (f"Each seed of {c.label}: left, test accuracy (true test labels) with the 95% band a model "
+               f"predicting this way reaches by chance and the uniform-guessing line; right, final training "
+               f"accuracy, numbers giving the epoch it memorised; colour and marker give the outcome ({counts}).")
+    return fig, caption
+
+
+DRAWERS = {"learning_curves": learning_curves, "time_to_fit": time_to_fit, "test_error": test_error,
+           "capacity": capacity, "clean_vs_corrupt": clean_vs_corrupt, "seed_outcomes": seed_outcomes}
+
+
+def draw_figures(store, out_dir, formats=("png", "svg"), data: SweepData | None = None
+                 ) -> tuple[list[FigureResult], list[str]]:
+    """Draw every figure the store supports into out_dir; return them and a note per skipped figure."""
+    data = data or load(store)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not data.records:
+        return [], ["no figures: the store has no finished runs yet"]
+    ctx = _Ctx(data)
+    done, notes = [], []
+    for name, drawer in DRAWERS.items():
+        try:
+            with plt.rc_context(RC):
+                fig, caption = drawer(ctx)
+                paths = save(fig, out_dir / f"{name}.png", formats=formats)
+        except Skip as e:
+            plt.close("all")
+            notes.append(f"{name} skipped: {e}")
+            continue
+        done.append(FigureResult(name=name, paths=paths, caption=caption))
+    return done, notes
+
+
+def plot_sweep(store, out_dir=None, log: Optional[Callable[[str], None]] = print) -> list[Path]:
+    """Draw the sweep's figures as PNG and SVG into out_dir (default: SWEEP_DIR/figures); return their paths.
+
+    A figure the data cannot support is skipped, and `log` is told why.
+    """
+    data = load(store)
+    out_dir = Path(out_dir) if out_dir is not None else data.store.root / "figures"
+    figs, notes = draw_figures(store, out_dir, data=data)
+    if log is not None:
+        for n in notes:
+            log(n)
+    return [p for f in figs for p in f.paths]
