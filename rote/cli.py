@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", type=Path, default=None, help="store directory (default: sweeps/<name>/)")
     sw.add_argument("--jobs", type=int, default=None, help="runs at once in local processes "
                     "(default: one per two CPU cores, one on a GPU)")
+    sw.add_argument("--group", type=int, default=None, help="train up to K compatible runs at once as one "
+                    "batched model (default: 1 on CPU, where it does not pay; 32 on a GPU)")
     sw.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute "
                     "(ray: on a Ray cluster, needs `pip install rote[ray]`) (default: local)")
     sw.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
@@ -179,11 +181,14 @@ def cmd_sweep(args) -> int:
 
     from rote.experiments import execute
     from rote.experiments.sweep import load_sweep
+    from rote.training.loop import resolve_device
 
     sweep = load_sweep(args.file)
     out = args.out or Path("sweeps") / sweep.name
     if args.jobs is not None and args.jobs < 1:
         raise RoteError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.group is not None and args.group < 1:
+        raise RoteError(f"--group must be at least 1, got {args.group}")
     plan = execute.plan(sweep, out, data_dir=args.data_dir)
     conditions = len(sweep.conditions())
     print(f"sweep '{sweep.name}': {len(sweep.configs)} runs ({conditions} conditions x {len(sweep.seeds)} seeds); "
@@ -221,7 +226,8 @@ def cmd_sweep(args) -> int:
                     bar=bar)
         else:
             jobs = args.jobs or execute.default_jobs(sweep.configs[0].device)
-            run_local(plan, jobs, args.data_dir, on_result)
+            group = args.group or execute.default_group(str(resolve_device(sweep.configs[0].device)))
+            execute.run_local(plan, jobs, args.data_dir, on_result, group=group)
     except KeyboardInterrupt:
         bar.close()
         plan.store.write_index()
@@ -235,12 +241,6 @@ def cmd_sweep(args) -> int:
         print(f"failed runs are described in {out / 'failed'}; rerun the same command to retry them")
         return 1
     return 0
-
-
-def run_local(plan, jobs, data_dir, on_result):
-    from rote.experiments import execute
-
-    execute.run_local(plan, jobs, data_dir, on_result)
 
 
 def _store(args):

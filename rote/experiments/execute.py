@@ -89,6 +89,34 @@ def train_record(cfg_dict: dict, dest: Path, data_dir=None, threads: Optional[in
             "host": os.uname().nodename}
 
 
+def execute_group(cfg_dicts: list[dict], store_root: str, data_dir=None, threads: Optional[int] = None) -> list[dict]:
+    """Train compatible runs together as one batched model, each into its own record in the store."""
+    import torch
+
+    from rote.experiments.run import run_group
+
+    if len(cfg_dicts) == 1:
+        return [execute_one(cfg_dicts[0], store_root, data_dir, threads)]
+    if threads:
+        torch.set_num_threads(threads)
+    store = Store(Path(store_root))
+    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts if not store.done(RunConfig.from_dict(d).key())]
+    tmps = [store.temp_dir(c.key()) for c in cfgs]
+    for t in tmps:
+        shutil.rmtree(t, ignore_errors=True)
+    try:
+        results = run_group(cfgs, tmps, dataset=_dataset(cfgs[0].dataset, data_dir))
+    except Exception:  # fall back to one at a time, so one bad run is recorded on its own
+        for t in tmps:
+            shutil.rmtree(t, ignore_errors=True)
+        return [execute_one(c.to_dict(), store_root, data_dir, threads) for c in cfgs]
+    out = []
+    for c, t, r in zip(cfgs, tmps, results):
+        store.commit(c.key(), t)
+        out.append({"key": c.key(), "status": "done", "outcome": r["outcome"]})
+    return out
+
+
 def execute_one(cfg_dict: dict, store_root: str, data_dir=None, threads: Optional[int] = None) -> dict:
     """Train one run into the store, on this machine.
 
@@ -131,12 +159,20 @@ def _worker_init(parent: int, threads: int) -> None:
     _exit_with_parent(parent)
 
 
-def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict], None] = lambda r: None) -> None:
-    """Run the plan's to-do list here: in this process for jobs=1, else in a pool of processes."""
+def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict], None] = lambda r: None,
+              group: int = 1) -> None:
+    """Run the plan's to-do list here: in this process for jobs=1, else in a pool of processes.
+
+    With group > 1, compatible runs are trained together as one batched model.
+    """
+    from rote.training.group import group_runs
+
     cores = os.cpu_count() or 1
+    groups = group_runs(p.todo, group)
     if jobs <= 1:
-        for c in p.todo:
-            on_result(execute_one(c.to_dict(), str(p.store.root), data_dir))
+        for g in groups:
+            for r in execute_group([c.to_dict() for c in g], str(p.store.root), data_dir):
+                on_result(r)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -144,9 +180,16 @@ def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict], Non
     threads = max(1, cores // jobs)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                              initargs=(os.getpid(), threads)) as pool:
-        futures = [pool.submit(execute_one, c.to_dict(), str(p.store.root), data_dir, threads) for c in p.todo]
+        futures = [pool.submit(execute_group, [c.to_dict() for c in g], str(p.store.root), data_dir, threads)
+                   for g in groups]
         for f in as_completed(futures):
-            on_result(f.result())
+            for r in f.result():
+                on_result(r)
+
+
+def default_group(device: str) -> int:
+    """Runs per batched model: on a CPU one model already keeps the cores busy, so 1; on a GPU 32."""
+    return 32 if device == "cuda" else 1
 
 
 def default_jobs(device: str) -> int:

@@ -94,6 +94,36 @@ def result_dict(cfg: RunConfig, data: Prepared, res: TrainResult) -> dict:
     }
 
 
+def open_record(cfg: RunConfig, data: Prepared, run_dir: Path, env: dict) -> CsvAppender:
+    """Start a run's record: config.json and labels.npy now, history.csv to append to."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", {"config": cfg.to_dict(), "config_key": cfg.key(), "environment": env})
+    write_npy(run_dir / "labels.npy", labels_record(data))
+    return CsvAppender(run_dir / "history.csv", EpochRecord.FIELDS)
+
+
+def close_record(cfg: RunConfig, data: Prepared, res: TrainResult, run_dir: Path) -> dict:
+    result = result_dict(cfg, data, res)
+    write_json(run_dir / "result.json", result)
+    return result
+
+
+def run_group(cfgs: list[RunConfig], run_dirs: list[Path], *, dataset) -> list[dict]:
+    """Train compatible runs as one batched model (see rote.training.group); one record each."""
+    from rote.training.group import train_group
+
+    device = resolve_device(cfgs[0].device)
+    datas = [prepare(dataset, c) for c in cfgs]
+    env = {**environment(device), "group_size": len(cfgs)}
+    histories = [open_record(c, d, Path(r), env) for c, d, r in zip(cfgs, datas, run_dirs)]
+    try:
+        results = train_group(cfgs, datas, device=device, on_epoch=lambda j, rec: histories[j].append(asdict(rec)))
+    finally:
+        for h in histories:
+            h.close()
+    return [close_record(c, d, res, Path(r)) for c, d, res, r in zip(cfgs, datas, results, run_dirs)]
+
+
 def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[str] = None, dataset=None,
         log: Callable[[str], None] = print, progress=None) -> tuple[Path, dict]:
     """Run one experiment and record it in run_dir; return (run_dir, result)."""
@@ -117,11 +147,7 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[st
     log(f"labels: '{cfg.labels}' changed {int(data.changed.sum())} of {len(data.changed)} "
         f"({data.changed_fraction:.1%}); inputs: '{cfg.inputs}'")
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", {"config": cfg.to_dict(), "config_key": cfg.key(), "environment": env})
-    write_npy(run_dir / "labels.npy", labels_record(data))
-    history = CsvAppender(run_dir / "history.csv", EpochRecord.FIELDS)
-
+    history = open_record(cfg, data, run_dir, env)
     log(EPOCH_HEADER)
 
     def on_epoch(rec: EpochRecord):
@@ -135,8 +161,7 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[st
     finally:
         history.close()
 
-    result = result_dict(cfg, data, res)
-    write_json(run_dir / "result.json", result)
+    result = close_record(cfg, data, res, run_dir)
     log("")
     if res.message:
         log(res.message)

@@ -115,7 +115,7 @@ def _not_fit_proxies(ax, kinds: set):
         ax.scatter([], [], marker="x", s=30, color="0.3", lw=1.2, label="collapsed / diverged (at its last epoch)")
 
 
-def _draw_fit(ax, series, jitter, *, scale=None) -> set:
+def _draw_fit(ax, series, jitter, *, scale=None, mean_label="mean ± std of the runs that memorised") -> set:
     """Epochs to memorise per condition: dots per run, mean ± std of the runs that memorised.
 
     scale: per-series divisor (relative plots) or None. Returns the outcomes of runs drawn hollow.
@@ -153,7 +153,7 @@ def _draw_fit(ax, series, jitter, *, scale=None) -> set:
                 ms.append((s or 0.0) / div)
         if mx:
             ax.errorbar(mx, my, yerr=ms, color=color, marker="o", ms=5, lw=1.5, capsize=3, zorder=4,
-                        label=label or "mean ± std of the runs that memorised")
+                        label=label or mean_label)
     return missed
 
 
@@ -220,24 +220,22 @@ def learning_curves(ctx: _Ctx):
     return fig, caption
 
 
-def _corruption_series(data: SweepData, what: str):
+def _corruption_series(data: SweepData):
     if "labels" not in data.varying:
-        raise Skip(f"{what} needs a sweep over label corruption (labels takes one value here)")
+        raise Skip("needs a sweep over label corruption (labels takes one value here)")
     series = _series(data, "labels", lambda c: corruption_level(c.settings["labels"]))
     levels = {x for _, items in series for x, _ in items}
     if len(levels) < 2:
-        raise Skip(f"{what} needs at least two label corruption levels")
+        raise Skip("needs at least two label corruption levels (true = 0, random = 1)")
     return series
 
 
-CORRUPTION_X = "label corruption P (labels partial:P or flip:P)"
+CORRUPTION_X = "label corruption P"
 
 
 def time_to_fit(ctx: _Ctx):
     data = ctx.data
-    series = _corruption_series(data, "time_to_fit")
-    if not any(fit_epoch(r)[0] is not None for r in data.records):
-        raise Skip("time_to_fit: no run memorised its training set, so there is no time to fit to show")
+    series = _corruption_series(data)
     levels, kinds_at = _levels(series)
     base = []
     for _, items in series:
@@ -252,20 +250,22 @@ def time_to_fit(ctx: _Ctx):
     _budget_line(ax, data.conditions)
     _not_fit_proxies(ax, missed)
     ax.set_xlabel(CORRUPTION_X)
-    ax.set_ylabel("epochs to memorise the training set")
+    ax.set_ylabel("epochs to memorise")
     ax.set_ylim(bottom=0)
     ax.set_title("Time to memorise")
     _level_ticks(ax, levels, kinds_at)
-    legend(ax, fontsize=7.5)
-    if relative:
+    if not relative:
+        legend(ax, fontsize=7.5)
+    else:
         ax2 = axes[1]
         _draw_fit(ax2, series, _jitter_lin(span), scale=base)
         ax2.axhline(1.0, color="0.5", lw=1, ls="--", label="true labels = 1")
         ax2.set_xlabel(CORRUPTION_X)
-        ax2.set_ylabel("epochs to memorise / true labels' (×)")
+        ax2.set_ylabel("time to memorise (true labels = 1)")
         ax2.set_ylim(bottom=0)
         ax2.set_title("Relative to true labels")
         _level_ticks(ax2, levels, kinds_at)
+        legend(ax2, sources=[ax], fontsize=7.5, outside=True)
     caption = ("Epochs until the whole training set is fitted, against the share of corrupted labels: dots are "
                "runs, markers with bars the mean ± std of the runs that memorised; hollow circles are runs that "
                "did not fit within their epoch budget, drawn at the epoch they stopped"
@@ -276,9 +276,9 @@ def time_to_fit(ctx: _Ctx):
 
 def test_error(ctx: _Ctx):
     data = ctx.data
-    series = _corruption_series(data, "test_error")
+    series = _corruption_series(data)
     if not any(r["result"].get("test_acc") is not None for r in data.records):
-        raise Skip("test_error: no run has a test accuracy")
+        raise Skip("no run has a test accuracy")
     levels, kinds_at = _levels(series)
     span = (max(levels) - min(levels)) or 1.0
     jit = _jitter_lin(span)
@@ -286,10 +286,21 @@ def test_error(ctx: _Ctx):
     uniform = mean_std((r["result"].get("chance") or {}).get("uniform") for r in data.records)[0] or 0.1
     ax.axhline(100 * (1 - uniform), color="0.3", ls="--", lw=1,
                label=f"uniform guessing ({100 * (1 - uniform):.0f}% error)")
-    multi = len(series) > 1
+    # the chance band of each level, mean over all its runs (the band hardly depends on anything else)
+    band_at: dict = {}
+    for r in data.records:
+        x = corruption_level(r["config"].get("labels"))
+        b = (r["result"].get("chance") or {}).get("band")
+        if x is not None and b and None not in b:
+            band_at.setdefault(x, []).append(b)
+    if band_at:
+        bx = sorted(band_at)
+        ax.fill_between(bx, [100 * (1 - sum(b[1] for b in band_at[x]) / len(band_at[x])) for x in bx],
+                        [100 * (1 - sum(b[0] for b in band_at[x]) / len(band_at[x])) for x in bx],
+                        color="0.5", alpha=0.22, lw=0, label="95% chance band (relabelled predictions)")
     for si, (label, items) in enumerate(series):
         color = condition_color(si)
-        mx, my, ms, blo, bhi = [], [], [], [], []
+        mx, my, ms = [], [], []
         for x, c in items:
             errs = []
             for j, r in enumerate(c.runs):
@@ -298,26 +309,14 @@ def test_error(ctx: _Ctx):
                     continue
                 errs.append(100 * (1 - acc))
                 ax.scatter([jit(x, j, len(c.runs))], [errs[-1]], s=14, color=color, alpha=0.55, lw=0, zorder=3)
-            bands = [(r["result"].get("chance") or {}).get("band") for r in c.runs]
-            bands = [b for b in bands if b and None not in b]
             if errs:
                 m, s = mean_std(errs)
                 mx.append(x)
                 my.append(m)
                 ms.append(s or 0.0)
-            if bands:
-                blo.append((x, 100 * (1 - sum(b[1] for b in bands) / len(bands))))
-                bhi.append((x, 100 * (1 - sum(b[0] for b in bands) / len(bands))))
-        if blo:
-            ax.fill_between([x for x, _ in blo], [y for _, y in blo], [y for _, y in bhi],
-                            color=color if multi else "0.5", alpha=0.13 if multi else 0.22, lw=0,
-                            label=None if multi else "95% chance band (relabelled predictions)")
         if mx:
             ax.errorbar(mx, my, yerr=ms, color=color, marker="o", ms=5, lw=1.5, capsize=3, zorder=4,
                         label=label or "test error, mean ± std over seeds")
-    if multi:
-        ax.fill_between([], [], [], color="0.5", alpha=0.22, lw=0,
-                        label="95% chance band (relabelled predictions)")
     ax.set_ylim(0, 100)
     ax.set_xlabel(CORRUPTION_X)
     ax.set_ylabel("test error (%)")
@@ -334,11 +333,11 @@ def test_error(ctx: _Ctx):
 def capacity(ctx: _Ctx):
     data = ctx.data
     if "n_train" not in data.varying:
-        raise Skip("capacity needs a sweep over n_train (n_train takes one value here)")
+        raise Skip("needs a sweep over n_train (n_train takes one value here)")
     series = _series(data, "n_train", lambda c: float(c.settings["n_train"]))
     ns = sorted({x for _, items in series for x, _ in items})
     if len(ns) < 2:
-        raise Skip("capacity needs at least two values of n_train")
+        raise Skip("needs at least two values of n_train")
     fig, (ax_acc, ax_ep) = figure(ncols=2, width=3.8, height=3.2)
     thresholds = set()
     claims = []
@@ -377,17 +376,17 @@ def capacity(ctx: _Ctx):
         claims.append((f"{label}: " if label else "") + claim)
     for t in sorted(thresholds):
         ax_acc.axhline(100 * t, color="0.4", ls="--", lw=1, label=f"memorisation threshold ({100 * t:.1f}%)")
-    ax_acc.scatter([], [], s=22, facecolors="none", edgecolors="0.3", label="run that did not memorise")
+    ax_acc.scatter([], [], s=30, facecolors="none", edgecolors="0.3", lw=1.2, label="did not fit within budget")
     ax_acc.set_xscale("log")
-    ax_acc.set_xlabel("training set size N (images, log scale)")
+    ax_acc.set_xlabel("training images N (log scale)")
     ax_acc.set_ylabel("final training accuracy (%)")
-    ax_acc.set_ylim(top=101)
+    ax_acc.set_ylim(top=100.4)
     ax_acc.set_title("Fit at the end of training")
-    missed = _draw_fit(ax_ep, series, _jitter_log)
+    missed = _draw_fit(ax_ep, series, _jitter_log, mean_label="mean ± std over seeds")
     _budget_line(ax_ep, data.conditions)
     _not_fit_proxies(ax_ep, missed)
     ax_ep.set_xscale("log")
-    ax_ep.set_xlabel("training set size N (images, log scale)")
+    ax_ep.set_xlabel("training images N (log scale)")
     ax_ep.set_ylabel("epochs to memorise")
     ax_ep.set_ylim(bottom=0)
     ax_ep.set_title("Time to memorise")
@@ -395,8 +394,7 @@ def capacity(ctx: _Ctx):
         a.set_xticks(ns)
         a.set_xticklabels([f"{int(n):,}" for n in ns])
         a.minorticks_off()
-    legend(ax_acc, fontsize=7.5)
-    legend(ax_ep, fontsize=7.5)
+    legend(ax_ep, sources=[ax_acc], fontsize=7.5, outside=True)
     caption = ("Final accuracy on the training part and epochs to memorise it, against the number of training "
                "images (log scale); hollow markers are runs that did not memorise within their epoch budget. "
                + "; ".join(claims) + ".")
@@ -407,14 +405,14 @@ def clean_vs_corrupt(ctx: _Ctx):
     data = ctx.data
     conds = [c for c in data.conditions if _label_kind(c.settings.get("labels", "")) in ("partial", "flip")]
     if not conds:
-        raise Skip("clean_vs_corrupt needs runs with partial:P or flip:P labels")
+        raise Skip("needs runs with partial:P or flip:P labels")
     have = []
     for c in conds:
         if any(any(v is not None for v in ctx.history(r).get("corrupt_acc", []))
                and any(v is not None for v in ctx.history(r).get("clean_acc", [])) for r in c.runs):
             have.append(c)
     if not have:
-        raise Skip("clean_vs_corrupt: no partial/flip run evaluated its full training part "
+        raise Skip("no partial/flip run evaluated its full training part "
                    "(run with eval_every 1 to record clean_acc and corrupt_acc)")
     fig, (ax,) = figure(width=5.0 if len(have) > 3 else 4.4, height=3.2)
     sparse = False
@@ -443,8 +441,8 @@ def clean_vs_corrupt(ctx: _Ctx):
     ax.set_xlim(left=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("training accuracy on its labels (%)")
-    ax.set_title("Clean labels are fitted first")
-    legend(ax, fontsize=7.5, outside=len(have) > 3)
+    ax.set_title("Kept vs changed labels")
+    legend(ax, fontsize=7.5)
     caption = ("Accuracy against the training labels, on the examples whose label was kept (solid) and on those "
                "whose label was changed (dashed), evaluated on the whole training part in eval mode after each "
                "epoch: mean over seeds, shaded min-max.")
@@ -454,11 +452,11 @@ def clean_vs_corrupt(ctx: _Ctx):
 def seed_outcomes(ctx: _Ctx):
     data = ctx.data
     if len(data.conditions) != 1:
-        raise Skip(f"seed_outcomes is drawn for a sweep over the seeds of one condition; this one has "
+        raise Skip(f"drawn for a sweep over the seeds of one condition; this one has "
                    f"{len(data.conditions)} conditions")
     c = data.conditions[0]
     if len(c.runs) < 2:
-        raise Skip("seed_outcomes needs at least two seeds")
+        raise Skip("needs at least two seeds")
     fig, (ax, ax_tr) = figure(ncols=2, width=3.8, height=3.2)
     xs = list(range(len(c.runs)))
     seen = set()
@@ -484,8 +482,8 @@ def seed_outcomes(ctx: _Ctx):
                           edgecolors="white", lw=0.5)
             e = fit_epoch(r)[0]
             if e is not None:
-                ax_tr.annotate(f"{e}", (x, 100 * res["train_acc"]), textcoords="offset points", xytext=(0, 6),
-                               ha="center", fontsize=7, color="0.25")
+                ax_tr.annotate(f"{e}", (x, 100 * res["train_acc"]), textcoords="offset points", xytext=(0, -7),
+                               ha="center", va="top", fontsize=7, color="0.25")
     if uniform is not None:
         ax.axhline(100 * uniform, color="0.3", ls="--", lw=1, label=f"uniform chance ({100 * uniform:.0f}%)")
     stop = c.settings.get("stop_at")
@@ -502,18 +500,17 @@ def seed_outcomes(ctx: _Ctx):
     ax.set_ylim(bottom=0)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Test accuracy vs chance")
-    legend(ax, fontsize=7.5)
     lo = min([100 * r["result"]["train_acc"] for r in c.runs if r["result"].get("train_acc") is not None]
              + [100 * stop])
-    ax_tr.set_ylim(max(0.0, lo - 0.15 * (100.5 - lo) - 1), 100.5 + 0.12 * (100.5 - lo) + 0.5)
+    ax_tr.set_ylim(max(0.0, lo - 0.15 * (100 - lo) - 1), 100.4)
     ax_tr.set_ylabel("final training accuracy (%)")
     ax_tr.set_title("Fit of the training set")
-    legend(ax_tr, fontsize=7.5)
+    legend(ax_tr, sources=[ax], fontsize=7.5, outside=True)
     counts = ", ".join(f"{sum(r['result'].get('outcome') == o for r in c.runs)} {o}" for o in OUTCOMES
                        if any(r["result"].get("outcome") == o for r in c.runs))
     caption = (f"Each seed of {c.label}: left, test accuracy (true test labels) with the 95% band a model "
                f"predicting this way reaches by chance and the uniform-guessing line; right, final training "
-               f"accuracy, numbers giving the epoch it memorised; colour and marker give the outcome ({counts}).")
+               f"accuracy, with the epoch it memorised below each marker; colour and marker give the outcome ({counts}).")
     return fig, caption
 
 
@@ -538,7 +535,7 @@ def draw_figures(store, out_dir, formats=("png", "svg"), data: SweepData | None 
                 paths = save(fig, out_dir / f"{name}.png", formats=formats)
         except Skip as e:
             plt.close("all")
-            notes.append(f"{name} skipped: {e}")
+            notes.append(f"{name} not drawn: {e}")
             continue
         done.append(FigureResult(name=name, paths=paths, caption=caption))
     return done, notes

@@ -37,6 +37,12 @@ def save(fig, path_png: Path, formats=("png", "svg")) -> list[Path]:
     out = []
     with plt.rc_context(RC):
         fig.tight_layout()
+        # a legend placed beside the axes is left out of the layout (the axes keep their size)
+        # but must be inside the saved picture: bbox_inches="tight" only counts artists in the layout
+        for ax in fig.axes:
+            leg = ax.get_legend()
+            if leg is not None and not leg.get_in_layout():
+                leg.set_in_layout(True)
         for fmt in formats:
             path = Path(path_png).with_suffix("." + fmt)
             tmp = path.with_name(f".{path.stem}.tmp.{fmt}")
@@ -59,13 +65,24 @@ def condition_color(i: int) -> str:
     return matplotlib.colors.to_hex(cmap(i % 10) if i < 10 else cmap((2 * (i - 10) + 1) % 20))
 
 
-def legend(ax, *, outside: bool | None = None, **kw):
-    """A legend inside the axes for a few entries, beside them (right) for many."""
-    handles, labels = ax.get_legend_handles_labels()
+def legend(ax, *, sources=(), outside: bool | None = None, inside_max: int = 3, **kw):
+    """A legend inside the axes for up to inside_max entries, beside them (right) for more.
+
+    sources: further axes whose entries join this legend (each label once), e.g. the left
+    panel of a figure whose one legend stands right of its right panel.
+    """
+    handles, labels = [], []
+    for a in (*sources, ax):
+        for h, lab in zip(*a.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
     if not handles:
         return None
     if outside is None:
-        outside = len(handles) > 6
+        outside = len(handles) > inside_max
     if outside:
-        return ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kw)
+        leg = ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kw)
+        leg.set_in_layout(False)  # tight_layout keeps the axes' size; save's bbox_inches="tight" adds the legend
+        return leg
     return ax.legend(handles, labels, **{"loc": "best", **kw})

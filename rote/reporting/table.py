@@ -334,6 +334,16 @@ def format_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def write_shared(path: Path, data: bytes) -> None:
+    """Write atomically, readable by others as a new file would be (the temp file starts out 0600)."""
+    import os
+
+    atomic_write_bytes(path, data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_table(store, out_dir=None) -> tuple[str, list[Path]]:
     """Print-ready text table; writes summary.csv and summary.md to out_dir (default: the store)."""
     data = load(store)
@@ -343,6 +353,6 @@ def write_table(store, out_dir=None) -> tuple[str, list[Path]]:
     title = f"sweep '{data.name}': {data.n_runs} runs in {len(data.conditions)} conditions"
     text = format_text(rows, data.varying, title)
     paths = [out_dir / "summary.csv", out_dir / "summary.md"]
-    atomic_write_bytes(paths[0], format_csv(rows).encode())
-    atomic_write_bytes(paths[1], format_markdown(rows, data.varying, title).encode())
+    write_shared(paths[0], format_csv(rows).encode())
+    write_shared(paths[1], format_markdown(rows, data.varying, title).encode())
     return text, paths

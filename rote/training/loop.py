@@ -102,6 +102,12 @@ class Stopper:
         return self.stuck >= self.cfg.collapse_patience
 
 
+def collapse_message(cfg: RunConfig, rec: EpochRecord, data: Prepared) -> str:
+    return (f"collapsed: for {cfg.collapse_patience} epochs at least {COLLAPSE_SHARE:.0%} of the training "
+            f"predictions went to one class (loss {rec.loss:.4f}; the label entropy is "
+            f"{label_entropy(data.y_fit, data.classes):.4f}); try another --seed")
+
+
 def _optimizer(cfg: RunConfig, params):
     if cfg.optimizer == "adam":
         # Keras 1 defaults: lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-8
@@ -240,10 +246,7 @@ def train(cfg: RunConfig, data: Prepared, *, device: torch.device | None = None,
             outcome, memorized_epoch, seconds_to_memorize = "memorized", epoch, elapsed
             break
         if stopper.collapsed(rec):
-            outcome = "collapsed"
-            message = (f"collapsed: for {cfg.collapse_patience} epochs at least {COLLAPSE_SHARE:.0%} of the training "
-                       f"predictions went to one class (loss {run_loss:.4f}; the label entropy is "
-                       f"{label_entropy(data.y_fit, data.classes):.4f})")
+            outcome, message = "collapsed", collapse_message(cfg, rec, data)
             break
 
     epochs = len(history)

@@ -1,0 +1,204 @@
+"""One self-contained HTML report of a sweep: readable offline, mailed as one file.
+
+Title and description, the summary table, every figure (PNG embedded as
+base64) with a one-line caption, the runs, the environment they ran in and the
+sweep file itself. No external CSS, scripts, fonts or images; every piece of
+text is escaped. Written atomically, so a reader never sees half a report.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+from rote.reporting.table import (CONFIG_FIELDS, NOTE, OUTCOMES, SweepData, _rows, display_columns, fit_epoch,
+                                  fmt_value, load, write_shared)
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
+       max-width: 1150px; margin: 2em auto; padding: 0 1.2em; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+.meta { color: #555; font-size: 0.92em; }
+table { border-collapse: collapse; font-size: 0.86em; margin: 0.6em 0; }
+th, td { border-bottom: 1px solid #e3e3e3; padding: 0.25em 0.7em; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.scroll { overflow-x: auto; }
+figure { margin: 1.5em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #333; max-width: 60em; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+.note { color: #666; font-size: 0.85em; }
+code { font-size: 0.95em; }
+.o-memorized { color: #1f7a30; } .o-collapsed { color: #b01c1c; } .o-unfinished { color: #b35900; }
+.o-diverged { color: #6a2f8c; }
+"""
+
+FIGURE_TITLES = {
+    "learning_curves": "Learning curves",
+    "time_to_fit": "Time to memorise",
+    "test_error": "Test error against label corruption",
+    "capacity": "Capacity: training set size",
+    "clean_vs_corrupt": "Kept vs changed labels",
+    "seed_outcomes": "Outcome per seed",
+}
+
+
+def e(x) -> str:
+    return html.escape("" if x is None else str(x), quote=True)
+
+
+def _pct(v, digits=2) -> str:
+    return "-" if v is None else f"{100 * v:.{digits}f}%"
+
+
+def _table(headers, rows, right=None) -> str:
+    right = right or [False] * len(headers)
+    out = ['<div class="scroll"><table>', "<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in headers)
+           + "</tr></thead>", "<tbody>"]
+    for r in rows:
+        cells = []
+        for v, num in zip(r, right):
+            if isinstance(v, tuple):  # (text, css class)
+                cells.append(f'<td class="{e(v[1])}">{e(v[0])}</td>')
+            else:
+                cells.append(f'<td class="num">{e(v)}</td>' if num else f"<td>{e(v)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "\n".join(out)
+
+
+def _environment(data: SweepData) -> str:
+    keys = [("rote", "rote"), ("torch", "torch"), ("numpy", "numpy"), ("python", "python"),
+            ("device", "device"), ("gpu", "GPU"), ("threads", "CPU threads"), ("platform", "platform"),
+            ("git_commit", "git commit")]
+    rows = []
+    for k, name in keys:
+        seen = Counter(fmt_value(r["environment"].get(k)) for r in data.records if r["environment"].get(k) is not None)
+        if not seen:
+            continue
+        if len(seen) == 1:
+            rows.append((name, next(iter(seen))))
+        else:
+            rows.append((name, "; ".join(f"{v} ({n} runs)" for v, n in seen.most_common())))
+    if not rows:
+        return "<p>No environment recorded.</p>"
+    return _table(["", "value"], rows)
+
+
+def _shared_settings(data: SweepData) -> str:
+    if not data.records:
+        return ""
+    first = data.records[0]["config"]
+    shared = [(k, fmt_value(first.get(k))) for k in CONFIG_FIELDS
+              if k != "seed" and k not in data.varying
+              and all(r["config"].get(k) == first.get(k) for r in data.records)]
+    return _table(["setting", "value"], shared)
+
+
+def _runs_table(data: SweepData) -> str:
+    rows = []
+    for c in data.conditions:
+        for r in c.runs:
+            res = r["result"]
+            band = (res.get("chance") or {}).get("band") or [None, None]
+            outcome = res.get("outcome", "?")
+            rows.append((c.label, r["config"]["seed"], (outcome, f"o-{outcome}"), res.get("epochs", "-"),
+                         fmt_value(fit_epoch(r)[0]) if fit_epoch(r)[0] is not None else "-",
+                         _pct(res.get("train_acc")), _pct(res.get("test_acc")),
+                         "-" if None in band else f"{100 * band[0]:.1f}-{100 * band[1]:.1f}%",
+                         res.get("verdict", "-"), r["key"]))
+    return _table(["condition", "seed", "outcome", "epochs", "memorised at", "train acc", "test acc",
+                   "test chance band", "test vs chance", "key"], rows,
+                  right=[False, True, False, True, True, True, True, True, False, False])
+
+
+def _summary(data: SweepData) -> str:
+    rows = _rows(data)
+    headers, cells, right = display_columns(rows, data.varying)
+    return _table(headers, cells, right) + f'<p class="note">{e(NOTE)}</p>'
+
+
+def render(data: SweepData, figures, notes) -> str:
+    sweep = data.sweep
+    title = f"rote sweep report: {data.name}"
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    outcomes = Counter(r["result"].get("outcome") for r in data.records)
+    totals = ", ".join(f"{outcomes[o]} {o}" for o in OUTCOMES if outcomes[o])
+    seeds = sorted({r["config"]["seed"] for r in data.records})
+    planned = len(sweep.configs) if sweep is not None else None
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{e(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
+        f"<h1>{e(title)}</h1>",
+    ]
+    if sweep is not None and sweep.description:
+        parts.append(f"<p>{e(sweep.description)}</p>")
+    parts.append(
+        f'<p class="meta">{e(data.n_runs)} finished runs'
+        + (f" of {e(planned)} planned" if planned is not None else "")
+        + f" in {e(len(data.conditions))} conditions, seeds {e(', '.join(map(str, seeds)) or '-')}"
+        + (f"; outcomes: {e(totals)}" if totals else "")
+        + f".<br>Store: <code>{e(data.store.root.resolve())}</code>; report written {e(when)}.</p>")
+    if planned is not None and data.n_runs < planned:
+        parts.append(f'<p class="note">The sweep is not complete: {e(planned - data.n_runs)} runs are missing, '
+                     "and every number here covers the finished runs only.</p>")
+
+    parts.append("<h2>Summary</h2>")
+    if data.records:
+        parts.append(_summary(data))
+    else:
+        parts.append("<p>No finished runs in the store yet.</p>")
+
+    parts.append("<h2>Figures</h2>")
+    for f in figures:
+        png = next(p for p in f.paths if Path(p).suffix == ".png")
+        raw = Path(png).read_bytes()
+        b64 = base64.b64encode(raw).decode("ascii")
+        # shown at 120 pixels per figure inch (saved at 200 dpi: sharp on high-density screens too)
+        width = int.from_bytes(raw[16:20], "big") * 3 // 5 if raw[12:16] == b"IHDR" else None
+        size = f' width="{width}"' if width else ""
+        parts.append(f'<figure id="fig-{e(f.name)}"><h3>{e(FIGURE_TITLES.get(f.name, f.name))}</h3>'
+                     f'<img src="data:image/png;base64,{b64}"{size} alt="{e(FIGURE_TITLES.get(f.name, f.name))}">'
+                     f"<figcaption>{e(f.caption)}</figcaption></figure>")
+    if notes:
+        parts.append('<p class="note">Not drawn:</p><ul class="note">'
+                     + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
+
+    parts.append("<h2>Runs</h2>")
+    parts.append(_runs_table(data) if data.records else "<p>None yet.</p>")
+    parts.append("<h2>Settings shared by all runs</h2>")
+    parts.append(_shared_settings(data) or "<p>-</p>")
+    parts.append("<h2>Environment</h2>")
+    parts.append(_environment(data))
+    parts.append("<h2>Sweep file</h2>")
+    if sweep is not None:
+        parts.append(f"<pre>{e(sweep.source)}</pre>")
+    else:
+        src = data.store.root / "sweep.yaml"
+        parts.append(f"<pre>{e(src.read_text())}</pre>" if src.is_file() else "<p>No sweep.yaml in the store.</p>")
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)
+
+
+def write_report(store, out_path: Optional[Path] = None) -> Path:
+    """Write the sweep's report as one self-contained HTML file (default: SWEEP_DIR/report.html)."""
+    from rote.reporting.figures import draw_figures
+
+    data = load(store)
+    out = Path(out_path) if out_path is not None else data.store.root / "report.html"
+    if out.is_dir():
+        out = out / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rote-report-") as tmp:
+        figures, notes = draw_figures(store, tmp, formats=("png",), data=data)
+        text = render(data, figures, notes)
+    write_shared(out, text.encode("utf-8"))
+    return out

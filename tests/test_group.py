@@ -1,0 +1,39 @@
+"""K runs trained as one batched model give the same records as the K runs one by one."""
+
+import numpy as np
+import pytest
+
+from rote.config import RunConfig
+from rote.data.prepare import prepare
+from rote.errors import ConfigError
+from rote.training.group import group_runs, train_group
+from rote.training.loop import train
+
+
+def test_group_matches_separate_runs_including_early_stop(mnist):
+    # different seeds, labels and budgets; the 'true' run stops after 2 epochs while the others go on
+    cfgs = [RunConfig.from_dict(dict(n_train=200, seed=s, epochs=e, stop_at="none", eval_every=1, labels=lab,
+                                     model="cnn:4", channels_last=False))
+            for s, e, lab in [(0, 4, "permute"), (1, 2, "true"), (2, 4, "partial:0.5")]]
+    datas = [prepare(mnist, c) for c in cfgs]
+    grouped = train_group(cfgs, datas)
+    for c, d, g in zip(cfgs, datas, grouped):
+        s = train(c, d)
+        assert (g.epochs, g.outcome) == (s.epochs, s.outcome) == (c.epochs, "unfinished")
+        cols = lambda r: [r.loss, r.acc, r.val_loss, r.val_acc, r.train_loss_full, r.train_acc_full]  # noqa: E731
+        np.testing.assert_allclose([cols(r) for r in g.history], [cols(r) for r in s.history], atol=2e-4)
+        assert [r.clean_acc for r in g.history] == pytest.approx([r.clean_acc for r in s.history], abs=2e-3)
+        assert g.test_loss == pytest.approx(s.test_loss, abs=2e-4)
+        assert np.mean(g.test_pred != s.test_pred) < 0.002
+
+
+def test_grouping_keeps_incompatible_runs_apart():
+    a = [RunConfig.from_dict({"seed": s}) for s in range(5)]
+    b = [RunConfig.from_dict({"seed": s, "lr": 0.01}) for s in range(2)]
+    c = [RunConfig.from_dict({"seed": 0, "dropout": 0.5})]
+    groups = group_runs(a + b + c, 2)
+    assert sorted(len(g) for g in groups) == [1, 1, 2, 2, 2]
+    assert all(len({x.lr for x in g}) == 1 for g in groups)
+    assert [len(g) for g in group_runs(a, 1)] == [1] * 5
+    with pytest.raises(ConfigError):
+        train_group(a[:1] + b[:1], [])
