@@ -223,7 +223,7 @@ def cmd_sweep(args) -> int:
             from rote.experiments.ray_backend import run_ray
 
             run_ray(plan, address=args.address, data_dir=args.data_dir, retries=args.retries, on_result=on_result,
-                    bar=bar)
+                    bar=bar, group=args.group or 1)
         else:
             jobs = args.jobs or execute.default_jobs(sweep.configs[0].device)
             group = args.group or execute.default_group(str(resolve_device(sweep.configs[0].device)))

@@ -89,56 +89,57 @@ def train_record(cfg_dict: dict, dest: Path, data_dir=None, threads: Optional[in
             "host": os.uname().nodename}
 
 
-def execute_group(cfg_dicts: list[dict], store_root: str, data_dir=None, threads: Optional[int] = None) -> list[dict]:
-    """Train compatible runs together as one batched model, each into its own record in the store."""
+def train_record_group(cfg_dicts: list[dict], dests: list[Path], data_dir=None,
+                       threads: Optional[int] = None) -> list[dict]:
+    """Train a group of compatible runs into ``dests`` as one batched model (one run: train_record)."""
     import torch
 
     from rote.experiments.run import run_group
 
     if len(cfg_dicts) == 1:
-        return [execute_one(cfg_dicts[0], store_root, data_dir, threads)]
+        return [train_record(cfg_dicts[0], dests[0], data_dir, threads)]
     if threads:
         torch.set_num_threads(threads)
-    store = Store(Path(store_root))
-    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts if not store.done(RunConfig.from_dict(d).key())]
-    tmps = [store.temp_dir(c.key()) for c in cfgs]
-    for t in tmps:
-        shutil.rmtree(t, ignore_errors=True)
+    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
     try:
-        results = run_group(cfgs, tmps, dataset=_dataset(cfgs[0].dataset, data_dir))
-    except Exception:  # fall back to one at a time, so one bad run is recorded on its own
-        for t in tmps:
-            shutil.rmtree(t, ignore_errors=True)
-        return [execute_one(c.to_dict(), store_root, data_dir, threads) for c in cfgs]
-    out = []
-    for c, t, r in zip(cfgs, tmps, results):
-        store.commit(c.key(), t)
-        out.append({"key": c.key(), "status": "done", "outcome": r["outcome"]})
-    return out
+        results = run_group(cfgs, dests, dataset=_dataset(cfgs[0].dataset, data_dir))
+    except Exception:  # one at a time instead, so that a bad run is recorded on its own
+        for d in dests:
+            shutil.rmtree(d, ignore_errors=True)
+        return [train_record(c, d, data_dir, threads) for c, d in zip(cfg_dicts, dests)]
+    return [{"key": c.key(), "status": "done", "outcome": r["outcome"]} for c, r in zip(cfgs, results)]
 
 
-def execute_one(cfg_dict: dict, store_root: str, data_dir=None, threads: Optional[int] = None) -> dict:
-    """Train one run into the store, on this machine.
+def execute_group(cfg_dicts: list[dict], store_root: str, data_dir=None, threads: Optional[int] = None) -> list[dict]:
+    """Train runs (compatible ones together, as one batched model) into the store, on this machine.
 
     Safe to call twice for the same run, concurrently or after a crash: the
     first complete record wins and the other is discarded.
     """
     store = Store(Path(store_root))
-    key = RunConfig.from_dict(cfg_dict).key()
-    if store.done(key):
-        return {"key": key, "status": "skipped"}
-    tmp = store.temp_dir(key)
-    shutil.rmtree(tmp, ignore_errors=True)
-    out = train_record(cfg_dict, tmp, data_dir, threads)
-    failed = store.root / "failed" / f"{key}.json"
-    if out["status"] == "failed":
-        failed.parent.mkdir(exist_ok=True)
-        write_json(failed, out)
-        return out
-    store.commit(key, tmp)
-    if failed.exists():
-        failed.unlink()
-    return out
+    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
+    skipped = [{"key": c.key(), "status": "skipped"} for c in cfgs if store.done(c.key())]
+    cfgs = [c for c in cfgs if not store.done(c.key())]
+    if not cfgs:
+        return skipped
+    tmps = [store.temp_dir(c.key()) for c in cfgs]
+    for t in tmps:
+        shutil.rmtree(t, ignore_errors=True)
+    outs = train_record_group([c.to_dict() for c in cfgs], tmps, data_dir, threads)
+    for c, t, out in zip(cfgs, tmps, outs):
+        failed = store.root / "failed" / f"{c.key()}.json"
+        if out["status"] == "done":
+            store.commit(c.key(), t)
+            if failed.exists():
+                failed.unlink()
+        else:
+            failed.parent.mkdir(exist_ok=True)
+            write_json(failed, out)
+    return skipped + outs
+
+
+def execute_one(cfg_dict: dict, store_root: str, data_dir=None, threads: Optional[int] = None) -> dict:
+    return execute_group([cfg_dict], store_root, data_dir, threads)[0]
 
 
 def _exit_with_parent(parent: int) -> None:

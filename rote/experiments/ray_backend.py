@@ -32,23 +32,44 @@ def _import_ray():
     return ray
 
 
-def train_remote(cfg_dict: dict, data_dir, threads: int) -> dict:
-    """Runs on a Ray worker: train one run in a scratch directory, return its files."""
-    from rote.experiments.execute import train_record
+def train_remote(cfg_dicts: list[dict], data_dir, threads: int) -> list[dict]:
+    """Runs on a Ray worker: train a group of runs (often one) in scratch directories, return their files."""
+    from rote.experiments.execute import train_record_group
 
     scratch = Path(tempfile.mkdtemp(prefix="rote-"))
     try:
-        out = train_record(cfg_dict, scratch / "run", data_dir=data_dir, threads=threads)
-        if out["status"] == "done":
-            out["files"] = {p.name: p.read_bytes() for p in (scratch / "run").iterdir() if p.is_file()}
-        out["host"] = os.uname().nodename
-        return out
+        dests = [scratch / f"run{i}" for i in range(len(cfg_dicts))]
+        outs = train_record_group(cfg_dicts, dests, data_dir=data_dir, threads=threads)
+        for out, dest in zip(outs, dests):
+            if out["status"] == "done":
+                out["files"] = {p.name: p.read_bytes() for p in dest.iterdir() if p.is_file()}
+            out["host"] = os.uname().nodename
+        return outs
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _land(store, out: dict) -> int:
+    """Write one run's outcome into the store from the driver; returns 1 if it failed."""
+    key = out["key"]
+    if out["status"] == "done":
+        tmp = store.temp_dir(key)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, blob in out.pop("files").items():
+            atomic_write_bytes(tmp / name, blob)
+        store.commit(key, tmp)
+        stale = store.root / "failed" / f"{key}.json"
+        if stale.exists():
+            stale.unlink()
+        return 0
+    (store.root / "failed").mkdir(exist_ok=True)
+    write_json(store.root / "failed" / f"{key}.json", out)
+    return 1
+
+
 def run_ray(plan, *, address=None, data_dir=None, retries: int = 2, on_result: Callable[[dict], None],
-            bar=None, cpus_per_run: int | None = None, gpus_per_run: float | None = None) -> None:
+            bar=None, group: int = 1, cpus_per_run: int | None = None, gpus_per_run: float | None = None) -> None:
     ray = _import_ray()
     if not ray.is_initialized():
         try:
@@ -65,36 +86,24 @@ def run_ray(plan, *, address=None, data_dir=None, retries: int = 2, on_result: C
     cpus_per_run = max(1, min(cpus_per_run, total_cpus))
     task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries)(train_remote)
 
+    from rote.training.group import group_runs
+
     pending = {}
-    for cfg in plan.todo:
-        ref = task.remote(cfg.to_dict(), data_dir, cpus_per_run)
-        pending[ref] = cfg
+    for g in group_runs(plan.todo, group):
+        pending[task.remote([c.to_dict() for c in g], data_dir, cpus_per_run)] = g
     failed = 0
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
         for ref in ready:
-            cfg = pending.pop(ref)
-            key = cfg.key()
+            g = pending.pop(ref)
             try:
-                out = ray.get(ref)
+                outs = ray.get(ref)
             except Exception as e:  # the task's worker or node died more often than --retries allows
-                out = {"key": key, "status": "failed", "error": f"{type(e).__name__}: {str(e).splitlines()[0]}",
-                       "config": cfg.to_dict()}
-            if out["status"] == "done":
-                tmp = plan.store.temp_dir(key)
-                shutil.rmtree(tmp, ignore_errors=True)
-                tmp.mkdir(parents=True)
-                for name, blob in out.pop("files").items():
-                    atomic_write_bytes(tmp / name, blob)
-                plan.store.commit(key, tmp)
-                stale = plan.store.root / "failed" / f"{key}.json"
-                if stale.exists():
-                    stale.unlink()
-            elif out["status"] == "failed":
-                failed += 1
-                (plan.store.root / "failed").mkdir(exist_ok=True)
-                write_json(plan.store.root / "failed" / f"{key}.json", out)
-            on_result(out)
+                error = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+                outs = [{"key": c.key(), "status": "failed", "error": error, "config": c.to_dict()} for c in g]
+            for out in outs:
+                failed += _land(plan.store, out)
+                on_result(out)
         if bar is not None:
             bar.set_postfix(running=min(len(pending), max(1, total_cpus // cpus_per_run)), failed=failed,
                             refresh=True)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from matplotlib.ticker import MaxNLocator
+
 from rote.reporting.curves import read_history
 from rote.reporting.style import (OUTCOME_COLORS, OUTCOME_MARKERS, RC, condition_color, figure, legend, plt,
                                   save)
@@ -121,6 +123,7 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="mean ± std of the 
     scale: per-series divisor (relative plots) or None. Returns the outcomes of runs drawn hollow.
     """
     missed: set = set()
+    ns = len(series)
     for si, (label, items) in enumerate(series):
         color = condition_color(si)
         div = 1.0 if scale is None else scale[si]
@@ -132,7 +135,7 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="mean ± std of the 
             n = len(c.runs)
             for j, r in enumerate(c.runs):
                 e = fit_epoch(r)[0]
-                xj = jitter(x, j, n)
+                xj = jitter(x, si * n + j, ns * n)  # the runs of all series side by side
                 if e is not None:
                     fitted.append(e)
                     ax.scatter([xj], [e / div], s=14, color=color, alpha=0.55, lw=0, zorder=3)
@@ -154,6 +157,8 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="mean ± std of the 
         if mx:
             ax.errorbar(mx, my, yerr=ms, color=color, marker="o", ms=5, lw=1.5, capsize=3, zorder=4,
                         label=label or mean_label)
+        elif label:
+            ax.plot([], [], color=color, marker="o", ms=5, lw=1.5, label=label)
     return missed
 
 
@@ -209,6 +214,7 @@ def learning_curves(ctx: _Ctx):
             ax.fill_between(ep, [min(per_epoch[e]) for e in ep], [max(per_epoch[e]) for e in ep], color=color,
                             alpha=0.18, lw=0)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("training loss (cross-entropy, nats)")
     ax.set_ylim(bottom=0)
     ax.set_xlim(left=0)
@@ -239,7 +245,8 @@ def time_to_fit(ctx: _Ctx):
     levels, kinds_at = _levels(series)
     base = []
     for _, items in series:
-        true = [fit_epoch(r)[0] for x, c in items if c.settings["labels"] == "true" for r in c.runs]
+        # true labels, or partial:0 / flip:0, which are the same
+        true = [fit_epoch(r)[0] for x, c in items if x == 0 for r in c.runs]
         m = mean_std(true)[0]
         base.append(m)
     relative = any(b is not None for b in base)
@@ -252,6 +259,7 @@ def time_to_fit(ctx: _Ctx):
     ax.set_xlabel(CORRUPTION_X)
     ax.set_ylabel("epochs to memorise")
     ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Time to memorise")
     _level_ticks(ax, levels, kinds_at)
     if not relative:
@@ -375,7 +383,7 @@ def capacity(ctx: _Ctx):
             claim += f", not every seed at N={int(min(not_all))}"
         claims.append((f"{label}: " if label else "") + claim)
     for t in sorted(thresholds):
-        ax_acc.axhline(100 * t, color="0.4", ls="--", lw=1, label=f"memorisation threshold ({100 * t:.1f}%)")
+        ax_acc.axhline(100 * t, color="0.4", ls="-.", lw=1, label=f"memorisation threshold ({100 * t:.1f}%)")
     ax_acc.scatter([], [], s=30, facecolors="none", edgecolors="0.3", lw=1.2, label="did not fit within budget")
     ax_acc.set_xscale("log")
     ax_acc.set_xlabel("training images N (log scale)")
@@ -389,6 +397,7 @@ def capacity(ctx: _Ctx):
     ax_ep.set_xlabel("training images N (log scale)")
     ax_ep.set_ylabel("epochs to memorise")
     ax_ep.set_ylim(bottom=0)
+    ax_ep.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax_ep.set_title("Time to memorise")
     for a in (ax_acc, ax_ep):
         a.set_xticks(ns)
@@ -440,6 +449,7 @@ def clean_vs_corrupt(ctx: _Ctx):
     ax.set_ylim(0, 101)
     ax.set_xlim(left=0)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("training accuracy on its labels (%)")
     ax.set_title("Kept vs changed labels")
     legend(ax, fontsize=7.5)
@@ -490,7 +500,7 @@ def seed_outcomes(ctx: _Ctx):
     if stop is None:
         from rote.training.loop import MEMORIZED_AT
         stop = MEMORIZED_AT
-    ax_tr.axhline(100 * stop, color="0.4", ls="--", lw=1, label=f"memorisation threshold ({100 * stop:.1f}%)")
+    ax_tr.axhline(100 * stop, color="0.4", ls="-.", lw=1, label=f"memorisation threshold ({100 * stop:.1f}%)")
     for a in (ax, ax_tr):
         a.set_xticks(xs)
         a.set_xticklabels([str(s) for s in c.seeds])
@@ -510,7 +520,8 @@ def seed_outcomes(ctx: _Ctx):
                        if any(r["result"].get("outcome") == o for r in c.runs))
     caption = (f"Each seed of {c.label}: left, test accuracy (true test labels) with the 95% band a model "
                f"predicting this way reaches by chance and the uniform-guessing line; right, final training "
-               f"accuracy, with the epoch it memorised below each marker; colour and marker give the outcome ({counts}).")
+               f"accuracy, with the epoch it memorised below each marker; colour and marker give the outcome "
+               f"({counts}).")
     return fig, caption
 
 

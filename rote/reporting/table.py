@@ -89,7 +89,7 @@ class SweepData:
     store: Store
     sweep: Any  # rote.experiments.sweep.Sweep or None
     records: list
-    conditions: list  # [Condition] in grid order
+    conditions: list  # [Condition] in the order the sweep lists them
     varying: list  # field names that tell conditions apart
     name: str = ""
 
@@ -100,6 +100,10 @@ class SweepData:
 
 def _freeze(v):
     return tuple(v) if isinstance(v, list) else v
+
+
+def _group_key(settings: dict) -> tuple:
+    return tuple(sorted((k, repr(_freeze(v))) for k, v in settings.items()))
 
 
 def _sort_key(v):
@@ -113,37 +117,40 @@ def load(store) -> SweepData:
     store = as_store(store)
     sweep = load_sweep(store)
     records = list(store.records())
-    # the grid's own order of values, normalised through RunConfig (YAML reads `true` as a boolean)
-    grid_fields: list[str] = []
-    order: dict[str, dict] = {}
+    # the sweep's own fields and order of conditions (cases x grid), normalised through RunConfig
+    # (YAML reads `labels: true` as a boolean; the configs hold the string)
+    sweep_fields: list[str] = []
+    position: dict = {}
     if sweep is not None:
-        grid_fields = [k.replace("-", "_") for k in sweep.grid]
+        for part in [*(getattr(sweep, "cases", None) or []), sweep.grid]:
+            for k in part:
+                k = k.replace("-", "_")
+                if k in CONFIG_FIELDS and k not in sweep_fields:
+                    sweep_fields.append(k)
         for cfg in sweep.configs:
-            for k in grid_fields:
-                order.setdefault(k, {}).setdefault(_freeze(getattr(cfg, k)), len(order.get(k, {})))
+            position.setdefault(_group_key({k: v for k, v in cfg.to_dict().items() if k != "seed"}),
+                                len(position))
     present = {k: {_freeze(r["config"].get(k)) for r in records} for k in CONFIG_FIELDS if k != "seed"}
-    extra = [k for k in CONFIG_FIELDS if k != "seed" and k not in grid_fields and len(present.get(k, ())) > 1]
-    varying = [k for k in grid_fields if len(present.get(k, ())) > 1] + extra
+    extra = [k for k in CONFIG_FIELDS if k != "seed" and k not in sweep_fields and len(present.get(k, ())) > 1]
+    varying = [k for k in sweep_fields if len(present.get(k, ())) > 1] + extra
     if not varying and records:
-        # a sweep over seeds only: name its one condition by the grid (e.g. labels=permute)
-        varying = [k for k in grid_fields if k in present]
+        # a sweep over seeds only: name its one condition by the sweep's fields (e.g. labels=permute)
+        varying = [k for k in sweep_fields if k in present]
     groups: dict[tuple, Condition] = {}
     for r in records:
         settings = {k: v for k, v in r["config"].items() if k != "seed"}
-        gkey = tuple(sorted((k, repr(_freeze(v))) for k, v in settings.items()))
+        gkey = _group_key(settings)
         if gkey not in groups:
             groups[gkey] = Condition(index=0, settings=settings, varying={k: settings.get(k) for k in varying})
         groups[gkey].runs.append(r)
 
-    def ckey(c: Condition):
-        out = []
-        for k in varying:
-            v = _freeze(c.settings.get(k))
-            pos = order.get(k, {}).get(v)
-            out.append((0, pos, (0, 0.0, "")) if pos is not None else (1, 0, _sort_key(v)))
-        return out
+    def ckey(item):
+        gkey, c = item
+        pos = position.get(gkey)
+        # the sweep's order; runs of settings it does not list (an older sweep file) after, by value
+        return (0, pos, []) if pos is not None else (1, 0, [_sort_key(_freeze(c.settings.get(k))) for k in varying])
 
-    conditions = sorted(groups.values(), key=ckey)
+    conditions = [c for _, c in sorted(groups.items(), key=ckey)]
     for i, c in enumerate(conditions):
         c.index = i
         c.runs.sort(key=lambda r: r["config"]["seed"])
@@ -216,7 +223,7 @@ def _rows(data: SweepData) -> list[dict]:
     for c in data.conditions:
         vals = [run_values(r) for r in c.runs]
         n = len(vals)
-        row: dict = {k: fmt_value(v) for k, v in c.varying.items()}
+        row: dict = dict(c.varying)
         row["condition"] = c.label
         row["n_seeds"] = n
         row["seeds"] = " ".join(str(s) for s in c.seeds)
@@ -234,9 +241,9 @@ def _rows(data: SweepData) -> list[dict]:
 
 
 def summary_rows(store) -> list[dict]:
-    """One dict per condition, in grid order.
+    """One dict per condition, in the order the sweep file lists them (cases x grid).
 
-    Keys: each varying setting (as text), ``condition`` (its label), ``n_seeds``,
+    Keys: each varying setting (its value), ``condition`` (its label), ``n_seeds``,
     ``seeds``; ``<stat>_mean`` and ``<stat>_std`` for train_acc, test_acc, epochs,
     memorized_epoch and seconds_to_memorize (the last two over memorised runs
     only); ``n_memorized``; ``frac_memorized``, ``frac_collapsed``,
@@ -277,8 +284,8 @@ def display_columns(rows: list[dict], varying: list[str]) -> tuple[list[str], li
     for r in rows:
         band = ("-" if r["chance_low_mean"] is None
                 else f"{100 * r['chance_low_mean']:.1f}-{100 * r['chance_high_mean']:.1f}%")
-        cells.append([*(r[k] for k in varying), str(r["n_seeds"]), _pct(r["train_acc_mean"], r["train_acc_std"]),
-                      _pct(r["test_acc_mean"], r["test_acc_std"]), band,
+        cells.append([*(fmt_value(r[k]) for k in varying), str(r["n_seeds"]),
+                      _pct(r["train_acc_mean"], r["train_acc_std"]), _pct(r["test_acc_mean"], r["test_acc_std"]), band,
                       _plain(r["epochs_mean"], r["epochs_std"]),
                       _plain(r["memorized_epoch_mean"], r["memorized_epoch_std"]),
                       _plain(r["seconds_to_memorize_mean"], r["seconds_to_memorize_std"])

@@ -1,0 +1,226 @@
+"""The reporting layer on a small real sweep store: the table's numbers, the figures, the HTML report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import statistics
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from rote.experiments.run import run
+from rote.experiments.store import Store
+from rote.experiments.sweep import parse_sweep
+from rote.reporting.figures import FIGURES, plot_sweep
+from rote.reporting.report import write_report
+from rote.reporting.table import fit_epoch, summary_rows, write_table
+
+SWEEP = """\
+name: tiny
+description: "A tiny <test> sweep & its report"
+base:
+  model: "mlp:32"
+  epochs: 2
+  stop_at: none
+  eval_every: 1
+  device: cpu
+grid:
+  labels: [true, "partial:0.5", random]
+  n_train: [100, 200]
+seeds: 2
+"""
+
+
+def _build(root: Path, text: str, mnist, configs=None) -> Store:
+    store = Store(root).create()
+    (root / "sweep.yaml").write_text(text)
+    for cfg in configs if configs is not None else parse_sweep(text).configs:
+        key = cfg.key()
+        tmp = store.temp_dir(key)
+        run(cfg, tmp, dataset=mnist, log=lambda s: None)
+        store.commit(key, tmp)
+    store.write_index()
+    return store
+
+
+@pytest.fixture(scope="module")
+def store(mnist, tmp_path_factory) -> Store:
+    return _build(tmp_path_factory.mktemp("sweep") / "tiny", SWEEP, mnist)
+
+
+@pytest.fixture(scope="module")
+def seed_store(store, tmp_path_factory) -> Store:
+    """A sweep over the seeds of one condition: the random-label runs of n_train=100, copied."""
+    root = tmp_path_factory.mktemp("seeds") / "seeds"
+    text = SWEEP.replace('[true, "partial:0.5", random]', "[random]").replace("[100, 200]", "[100]")
+    (root / "runs").mkdir(parents=True)
+    (root / "sweep.yaml").write_text(text)
+    for r in store.records():
+        if r["config"]["labels"] == "random" and r["config"]["n_train"] == 100:
+            shutil.copytree(r["dir"], root / "runs" / r["key"])
+    return Store(root)
+
+
+def _results(store: Store) -> list[tuple[dict, dict]]:
+    """(config, result) of every run, straight from the JSON files."""
+    out = []
+    for d in sorted(store.runs.iterdir()):
+        if (d / "result.json").is_file():
+            out.append((json.loads((d / "config.json").read_text())["config"],
+                        json.loads((d / "result.json").read_text())))
+    return out
+
+
+def _mean_std(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None, None
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
+
+
+def _approx(a, b):
+    return (a is None and b is None) or (a is not None and b is not None and a == pytest.approx(b, rel=1e-12))
+
+
+def test_summary_rows_are_the_means_and_stds_of_the_result_files(store):
+    results = _results(store)
+    assert len(results) == 12
+    rows = summary_rows(store)
+    assert [(r["labels"], r["n_train"]) for r in rows] == [
+        ("true", 100), ("true", 200), ("partial:0.5", 100), ("partial:0.5", 200),
+        ("random", 100), ("random", 200)]  # grid order, only the varying fields
+    for row in rows:
+        assert row["condition"] == f"labels={row['labels']}, n_train={row['n_train']}"
+        mine = [res for cfg, res in results
+                if cfg["labels"] == row["labels"] and cfg["n_train"] == row["n_train"]]
+        assert row["n_seeds"] == len(mine) == 2
+        for stat in ("train_acc", "test_acc", "epochs"):
+            m, s = _mean_std([res[stat] for res in mine])
+            assert _approx(row[f"{stat}_mean"], m) and _approx(row[f"{stat}_std"], s), stat
+        # memorised runs only; a 2-epoch run cannot fit 99.7% of its labels
+        memorised = [res for res in mine if res["outcome"] == "memorized"]
+        assert not memorised
+        assert row["memorized_epoch_mean"] is None and row["seconds_to_memorize_mean"] is None
+        for o in ("memorized", "collapsed", "unfinished", "diverged"):
+            assert row[f"frac_{o}"] == sum(res["outcome"] == o for res in mine) / len(mine)
+        assert _approx(row["chance_low_mean"], statistics.fmean(res["chance"]["band"][0] for res in mine))
+        assert _approx(row["chance_high_mean"], statistics.fmean(res["chance"]["band"][1] for res in mine))
+        assert row["chance_uniform"] == pytest.approx(0.1)
+
+
+def test_memorised_runs_and_outcome_fractions(store, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    s = Store(copy)
+    recs = [r for r in s.records() if r["config"]["labels"] == "random" and r["config"]["n_train"] == 200]
+    edits = [dict(outcome="memorized", memorized_epoch=2, seconds_to_memorize=0.5),
+             dict(outcome="collapsed", memorized_epoch=None, seconds_to_memorize=None)]
+    for r, edit in zip(recs, edits):
+        res = {**r["result"], **edit}
+        (r["dir"] / "result.json").write_text(json.dumps(res))
+    row = next(r for r in summary_rows(s) if r["labels"] == "random" and r["n_train"] == 200)
+    assert row["memorized_epoch_mean"] == 2 and row["memorized_epoch_std"] is None  # one memorised run
+    assert row["seconds_to_memorize_mean"] == 0.5
+    assert row["frac_memorized"] == row["frac_collapsed"] == 0.5 and row["frac_unfinished"] == 0
+    assert row["n_memorized"] == 1
+
+
+def test_fit_epoch_of_a_stop_at_none_run_comes_from_its_history(store, tmp_path):
+    rec = next(iter(store.records()))
+    d = tmp_path / "run"
+    shutil.copytree(rec["dir"], d)
+    (d / "result.json").write_text(json.dumps({**rec["result"], "outcome": "memorized", "memorized_epoch": None}))
+    with open(d / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[1]["train_acc_full"] = "1.0"
+    with open(d / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    epoch, seconds = fit_epoch({**rec, "dir": d, "result": json.loads((d / "result.json").read_text())})
+    assert epoch == 2
+    assert seconds == pytest.approx(float(rows[0]["seconds"]) + float(rows[1]["seconds"]))
+    assert fit_epoch(rec) == (None, None)
+
+
+def test_write_table_text_csv_and_markdown(store, tmp_path):
+    text, paths = write_table(store, tmp_path / "out")
+    assert [p.name for p in paths] == ["summary.csv", "summary.md"]
+    rows = summary_rows(store)
+    with open(paths[0], newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows) == 6
+    assert set(rows[0]) == set(table[0])  # one column per statistic
+    for got, want in zip(table, rows):
+        assert float(got["test_acc_mean"]) == want["test_acc_mean"]
+        assert got["memorized_epoch_mean"] == ""  # empty, not "None"
+    lines = text.splitlines()
+    assert "6 conditions" in lines[0] and "12 runs" in lines[0]
+    assert lines[1].split()[:3] == ["labels", "n_train", "seeds"]
+    first = rows[0]
+    assert f"{100 * first['test_acc_mean']:.1f} ± {100 * first['test_acc_std']:.1f}%" in lines[3]
+    md = paths[1].read_text()
+    assert md.count("\n| ") == 1 + 6 and "partial:0.5" in md
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
+
+
+def test_every_supported_figure_is_drawn_as_png_and_svg(store, seed_store, tmp_path):
+    notes = []
+    paths = plot_sweep(store, tmp_path / "figs", log=notes.append)
+    drawn = {p.stem for p in paths}
+    assert drawn == {"learning_curves", "time_to_fit", "test_error", "capacity", "clean_vs_corrupt"}
+    assert len(notes) == 1 and notes[0].startswith("seed_outcomes not drawn")
+    for name in drawn:
+        for ext in ("png", "svg"):
+            p = tmp_path / "figs" / f"{name}.{ext}"
+            assert p.is_file() and p.stat().st_size > 5000
+        assert (tmp_path / "figs" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    notes = []
+    paths = plot_sweep(seed_store, tmp_path / "seed", log=notes.append)
+    assert {p.stem for p in paths} == {"learning_curves", "seed_outcomes"}
+    assert {n.split()[0] for n in notes} == set(FIGURES) - {"learning_curves", "seed_outcomes"}
+
+
+class _Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs, self.tags = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        self.refs += [v for k, v in attrs if k in ("src", "href", "srcset", "data", "action") and v]
+
+
+def test_report_is_one_self_contained_escaped_html_file(store, tmp_path):
+    out = write_report(store, tmp_path / "report.html")
+    assert out == tmp_path / "report.html" and [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    text = out.read_text()
+    parser = _Refs()
+    parser.feed(text)
+    assert parser.refs and all(r.startswith("data:image/png;base64,") for r in parser.refs)
+    assert len(parser.refs) == 5  # every figure the store supports
+    assert not parser.tags & {"script", "link", "iframe", "object", "embed"}
+    low = text.lower()
+    for bad in ('src="http', "src='http", 'href="http', "url(", "@import", "@font-face"):
+        assert bad not in low
+    # the summary table, the runs, the sweep file and the environment
+    first = summary_rows(store)[0]
+    assert f"{100 * first['test_acc_mean']:.1f} ± {100 * first['test_acc_std']:.1f}%" in text
+    for r in store.records():
+        assert r["key"] in text
+    assert "A tiny &lt;test&gt; sweep &amp; its report" in text and "<test>" not in text
+    assert "mlp:32" in text and "seeds: 2" in text and "torch" in text
+
+
+def test_an_empty_store_reports_that_it_is_empty(tmp_path):
+    s = Store(tmp_path / "empty").create()
+    (s.root / "sweep.yaml").write_text(SWEEP)
+    assert summary_rows(s) == []
+    text, _ = write_table(s, tmp_path / "t")
+    assert "no finished runs" in text
+    notes = []
+    assert plot_sweep(s, tmp_path / "f", log=notes.append) == [] and notes
+    assert "No finished runs" in write_report(s, tmp_path / "r.html").read_text()
