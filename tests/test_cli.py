@@ -1,7 +1,6 @@
 """The command line as a user meets it: errors are one line and exit 2; runs leave complete records."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from rote.config import RunConfig
 from rote.errors import ConfigError
 from rote.experiments.store import Store
 from rote.experiments.sweep import load_sweep, parse_sweep

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from rote.config import RunConfig
-from rote.errors import ConfigError, RoteError
-from rote.experiments.record import atomic_write_bytes, write_json
+from rote.errors import ConfigError
+from rote.atomic import write_atomic
+from rote.experiments.record import write_json
 from rote.experiments.store import Store
 from rote.experiments.sweep import Sweep
 
@@ -51,7 +52,6 @@ def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
             if c.dataset == name and not (ds.classes <= c.n_train <= len(ds.y_train)):
                 raise ConfigError(f"n_train={c.n_train} is outside [{ds.classes}, {len(ds.y_train)}] for {name}")
     store = Store(sweep_dir)
-    existing = store.root / "sweep.yaml"
     done_keys = store.done_keys()
     todo, done = [], []
     seen = set()
@@ -208,7 +208,7 @@ def start_store(p: Plan) -> int:
         # settings may change: new keys are new runs, and old records stay valid for their own settings
         stamp = time.strftime("%Y%m%d-%H%M%S")
         shutil.copy(path, p.store.root / f"sweep.{stamp}.yaml")
-    atomic_write_bytes(path, p.sweep.source.encode())
+    write_atomic(path, p.sweep.source.encode())
     return p.store.clean_stale()
 
 

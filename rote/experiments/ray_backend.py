@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
 from rote.errors import RoteError
-from rote.experiments.record import atomic_write_bytes, write_json
+from rote.atomic import write_atomic
+from rote.experiments.record import write_json
 
 
 def _import_ray():
@@ -57,7 +57,7 @@ def _land(store, out: dict) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         for name, blob in out.pop("files").items():
-            atomic_write_bytes(tmp / name, blob)
+            write_atomic(tmp / name, blob)
         store.commit(key, tmp)
         stale = store.root / "failed" / f"{key}.json"
         if stale.exists():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import shutil
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Optional

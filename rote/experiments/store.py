@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 from rote.config import RunConfig
-from rote.experiments.record import atomic_write_bytes
+from rote.atomic import write_atomic
 
 INDEX_RESULT_FIELDS = (
     "outcome", "epochs_run", "memorized_epoch", "seconds_to_memorize", "train_acc", "train_loss", "val_acc",
@@ -106,7 +106,7 @@ class Store:
                         *[_cell(res.get("epochs" if f == "epochs_run" else f)) for f in INDEX_RESULT_FIELDS], _cell(band[0]), _cell(band[1]),
                         _cell(chance.get("histogram"))])
         path = self.root / "index.csv"
-        atomic_write_bytes(path, buf.getvalue().encode())
+        write_atomic(path, buf.getvalue().encode())
         return path
 
 

@@ -38,7 +38,7 @@ def plot_run(run_dir: Path) -> list[Path]:
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss (nats)")
     ax_loss.set_title("loss")
-    ax_loss.legend(loc="best")
+    ax_loss.legend(loc="upper left", framealpha=0.9, fontsize=7.5)
 
     pct = lambda xs: [None if x is None else 100 * x for x in xs]  # noqa: E731
     ax_acc.plot(ep, pct(h["acc"]), label="acc (training part)", color="C0")
@@ -57,7 +57,7 @@ def plot_run(run_dir: Path) -> list[Path]:
     ax_acc.set_ylabel("accuracy (%)")
     ax_acc.set_ylim(0, 101)
     ax_acc.set_title("accuracy")
-    ax_acc.legend(loc="best")
+    ax_acc.legend(loc="center right", framealpha=0.9, fontsize=7.5)
     fig.suptitle(f"{cfg['model']} on {cfg['n_train']} {cfg['dataset']} images, labels '{cfg['labels']}', "
                  f"seed {cfg['seed']}", fontsize=10)
     return save(fig, run_dir / "curves.png")

@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 from rote.config import RunConfig
 from rote.errors import ConfigError
-from rote.experiments.record import atomic_write_bytes
+from rote.atomic import write_atomic
 from rote.experiments.store import Store
 
 OUTCOMES = ("memorized", "collapsed", "unfinished", "diverged")
@@ -345,7 +345,7 @@ def write_shared(path: Path, data: bytes) -> None:
     """Write atomically, readable by others as a new file would be (the temp file starts out 0600)."""
     import os
 
-    atomic_write_bytes(path, data)
+    write_atomic(path, data)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
