@@ -164,7 +164,8 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="mean ± std of the 
 
 def _budget_line(ax, conditions, div=1.0):
     budgets = {c.settings.get("epochs") for c in conditions}
-    if len(budgets) == 1:
+    all_fit = all(r["result"].get("outcome") == "memorized" for c in conditions for r in c.runs)
+    if len(budgets) == 1 and not all_fit:  # a far-off budget line only squashes the data
         b = budgets.pop()
         ax.axhline(b / div, color="0.5", ls=":", lw=1, label=f"epoch budget ({b})", zorder=1)
 
