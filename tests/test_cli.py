@@ -97,7 +97,9 @@ def test_ctrl_c_keeps_config_and_history(tmp_path, mnist):
     out = tmp_path / "run"
     p = subprocess.Popen([sys.executable, "-m", "rote", "run", "--n-train", "1000", "--epochs", "500",
                           "--stop-at", "none", "--collapse-patience", "0", "--out", str(out)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         # a shell's background jobs inherit SIGINT ignored; a terminal's Ctrl-C does not
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline:  # wait for two epochs to be written
         h = out / "history.csv"
