@@ -206,15 +206,22 @@ def cmd_sweep(args) -> int:
     if stale:
         print(f"discarded {stale} unfinished run(s) left by an interrupted sweep; they run again")
     counts = {"done": 0, "failed": 0}
-    bar = tqdm(total=len(plan.todo), unit="run", dynamic_ncols=True, disable=None)
+    total = len(plan.todo)
+    jobs = args.jobs or execute.default_jobs(sweep.configs[0].device)
+    group = args.group or (1 if args.backend == "ray" else
+                           execute.default_group(str(resolve_device(sweep.configs[0].device))))
+    bar = tqdm(total=total, unit="run", dynamic_ncols=True, disable=None)
 
     def on_result(r):
         counts["done" if r["status"] in ("done", "skipped") else "failed"] += 1
+        finished = counts["done"] + counts["failed"]
         if r["status"] == "failed":
             bar.write(f"run {r['key']} failed: {r['error']}")
         elif r["status"] == "done":
             plan.store.write_index()
-        bar.set_postfix(failed=counts["failed"], refresh=False)
+        if bar.disable:  # not a terminal: one line per run instead of a bar
+            print(f"[{finished}/{total}] run {r['key']} {r.get('outcome', r['status'])}", flush=True)
+        bar.set_postfix(running=min(jobs * group, total - finished), failed=counts["failed"], refresh=False)
         bar.update(1)
 
     try:
@@ -222,10 +229,8 @@ def cmd_sweep(args) -> int:
             from rote.experiments.ray_backend import run_ray
 
             run_ray(plan, address=args.address, data_dir=args.data_dir, retries=args.retries, on_result=on_result,
-                    bar=bar, group=args.group or 1)
+                    bar=bar, group=group)
         else:
-            jobs = args.jobs or execute.default_jobs(sweep.configs[0].device)
-            group = args.group or execute.default_group(str(resolve_device(sweep.configs[0].device)))
             execute.run_local(plan, jobs, args.data_dir, on_result, group=group)
     except KeyboardInterrupt:
         bar.close()
