@@ -112,7 +112,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5, help="repeats of the matmul timing")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--skip-dataloader", action="store_true")
-    ap.add_argument("--group", type=str, default="", help="comma-separated K for multi-model groups, e.g. 1,4,8")
+    ap.add_argument("--group", type=str, default="1,4", help="comma-separated K for multi-model groups "
+                    "(default: 1,4; on a GPU try 1,8,32,128; empty to skip)")
     args = ap.parse_args()
 
     device = resolve_device(args.device)
