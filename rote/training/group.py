@@ -29,7 +29,7 @@ from rote.data.prepare import Prepared, seeds_for
 from rote.errors import ConfigError
 from rote.models import count_parameters, create_model
 from rote.training.loop import (EVAL_BATCH, MEMORIZED_AT, EpochRecord, Stopper, TrainResult, _lr_at,
-                                collapse_message, resolve_device)
+                                accumulator_dtype, collapse_message, resolve_device)
 
 # settings that must agree for runs to share one batched model and one optimiser
 GROUP_FIELDS = ("dataset", "n_train", "model", "optimizer", "lr", "momentum", "weight_decay", "schedule",
@@ -132,6 +132,7 @@ def train_group(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.d
     messages = [""] * K
     elapsed = 0.0
     live = list(range(K))  # the original index of each live row
+    acc_dtype = accumulator_dtype(device)
 
     @torch.inference_mode()
     def evaluate(x, y, rows):
@@ -140,16 +141,16 @@ def train_group(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.d
         buffers = {n: b[rows] for n, b in stack.buffers.items()}
         data_rows = [live[r] for r in rows]
         x, y = x[data_rows], y[data_rows]
-        total = torch.zeros(len(rows), dtype=torch.float64, device=device)
+        total = torch.zeros(len(rows), dtype=acc_dtype, device=device)
         preds = []
         for i in range(0, x.shape[1], EVAL_BATCH):
             out = batched(params, buffers, x[:, i:i + EVAL_BATCH])  # (R, b, classes)
             total += F.cross_entropy(out.flatten(0, 1), y[:, i:i + EVAL_BATCH].flatten(),
-                                     reduction="none").view(len(rows), -1).double().sum(1)
+                                     reduction="none").view(len(rows), -1).to(acc_dtype).sum(1)
             preds.append(out.argmax(-1))
         pred = torch.cat(preds, 1)
         n = max(x.shape[1], 1)
-        return (total / n).tolist(), ((pred == y).sum(1).double() / n).tolist(), pred
+        return (total / n).tolist(), ((pred == y).sum(1).to(acc_dtype) / n).tolist(), pred
 
     for epoch in range(1, max(c.epochs for c in cfgs) + 1):
         rows = torch.arange(len(live), device=device)
@@ -180,8 +181,8 @@ def train_group(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.d
         run_loss = (loss_sum / n_fit).tolist()
         seconds = time.perf_counter() - t0
         elapsed += seconds
-        run_acc = (correct.double() / n_fit).tolist()
-        shares = (hist.max(1).values.double() / n_fit).tolist()
+        run_acc = (correct.to(acc_dtype) / n_fit).tolist()
+        shares = (hist.max(1).values.to(acc_dtype) / n_fit).tolist()
         all_rows = list(range(len(live)))
         v_loss, v_acc, _ = evaluate(x_val, y_val, all_rows) if x_val.shape[1] else ([math.nan] * len(live),) * 2 + (None,)
         need_full = [r for r, j in enumerate(live)

@@ -31,6 +31,11 @@ COLLAPSE_SHARE = 0.99
 MEMORIZED_AT = 0.997
 
 
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """float64 for sums of many losses; Apple's MPS has no float64, so float32 there."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
@@ -138,11 +143,12 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, classes: int) -> tuple[flo
     """Mean loss, accuracy and predictions over (x, y), in eval mode and large batches."""
     was_training = model.training
     model.eval()
-    total = torch.zeros((), device=x.device, dtype=torch.float64)
+    acc_dtype = accumulator_dtype(x.device)
+    total = torch.zeros((), device=x.device, dtype=acc_dtype)
     preds = []
     for i in range(0, len(x), EVAL_BATCH):
         out = model(x[i:i + EVAL_BATCH])
-        total += F.cross_entropy(out, y[i:i + EVAL_BATCH], reduction="sum").double()
+        total += F.cross_entropy(out, y[i:i + EVAL_BATCH], reduction="sum").to(acc_dtype)
         preds.append(out.argmax(1))
     model.train(was_training)
     pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long, device=x.device)
