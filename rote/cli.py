@@ -193,9 +193,10 @@ def cmd_sweep(args) -> int:
     print(f"sweep '{sweep.name}': {len(sweep.configs)} runs ({conditions} conditions x {len(sweep.seeds)} seeds); "
           f"{len(plan.done)} already in {out}, {len(plan.todo)} to run")
     if plan.todo and not args.no_estimate:
-        secs, source = execute.estimate_seconds(plan)
-        print(f"estimate: at most {_fmt_seconds(secs)} if every run used all its epochs "
-              f"(from {source}); runs that memorise or collapse stop early")
+        upper, typical, source = execute.estimate_seconds(plan)
+        about = f"about {_fmt_seconds(typical)} at the epochs finished runs took, " if typical is not None else ""
+        print(f"estimate: {about}at most {_fmt_seconds(upper)} if every run used all its epochs "
+              f"(speed from {source}); runs that memorise or collapse stop early")
     if args.dry_run or not plan.todo:
         if not plan.todo and not args.dry_run:
             execute.start_store(plan)

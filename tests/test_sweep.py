@@ -111,3 +111,18 @@ def test_sigkill_mid_sweep_then_resume_runs_everything_exactly_once(tmp_path, mn
     assert len(store.done_keys()) == 9
     assert {json.loads((store.record_dir(k) / "config.json").read_text())["config"]["epochs"]
             for k in store.done_keys()} == {2, 3}
+
+
+def test_estimate_uses_finished_runs(tmp_path, mnist):
+    from rote.experiments import execute
+
+    store_dir = tmp_path / "store"
+    first = parse_sweep(TINY.replace("seeds: 2", "seeds: 1"))
+    plan = execute.plan(first, store_dir)
+    execute.start_store(plan)
+    execute.run_local(plan, 1)
+    more = parse_sweep(TINY.replace("seeds: 2", "seeds: [7]"))
+    upper, typical, source = execute.estimate_seconds(execute.plan(more, store_dir))
+    assert source == "finished runs" and typical is not None
+    # these runs use every epoch (stop_at none), so the typical time is the bound
+    assert typical == pytest.approx(upper)

@@ -212,31 +212,41 @@ def start_store(p: Plan) -> int:
     return p.store.clean_stale()
 
 
-def estimate_seconds(p: Plan) -> tuple[float, str]:
-    """An upper bound on the time left: every run using all its epochs.
+def estimate_seconds(p: Plan) -> tuple[float, Optional[float], str]:
+    """(upper bound, typical or None, where the speed came from) for the time left.
 
-    Uses the images/s of finished runs of the same model when the store has
-    them, else a short timing of a few training steps per model. On a CPU,
-    more processes share the same cores, so the bound does not shrink with
+    The bound assumes every run uses all its epochs. The typical figure
+    uses the epochs that finished runs of the same model and training-set
+    size actually took (they stop once they memorise or collapse). Speeds
+    come from the images/s of finished runs of the same model when the store
+    has them, else from a short timing of a few training steps per model.
+    On a CPU, more processes share the same cores, so neither shrinks with
     --jobs.
     """
     rates: dict[tuple, float] = {}
+    used: dict[tuple, list[float]] = {}  # fraction of the epoch budget that finished runs used
     for r in p.store.records():
-        c = r["config"]
-        ips = r["result"].get("images_per_second")
-        if ips:
-            rates.setdefault((c["model"], c["batch_size"]), ips)
+        c, res = r["config"], r["result"]
+        if res.get("images_per_second"):
+            rates.setdefault((c["model"], c["batch_size"]), res["images_per_second"])
+        if res.get("epochs") and c.get("epochs"):
+            used.setdefault((c["model"], c["n_train"]), []).append(res["epochs"] / c["epochs"])
     source = "finished runs"
     for c in p.todo:
         k = (c.model, c.batch_size)
         if k not in rates:
             rates[k] = _calibrate(c)
             source = "a short timing of each model"
-    total = 0.0
+    upper, typical, known = 0.0, 0.0, True
     for c in p.todo:
-        n_fit = c.n_train - c.n_val
-        total += n_fit * c.epochs / rates[(c.model, c.batch_size)]
-    return total, source
+        seconds = (c.n_train - c.n_val) * c.epochs / rates[(c.model, c.batch_size)]
+        upper += seconds
+        fractions = used.get((c.model, c.n_train))
+        if fractions:
+            typical += seconds * sum(fractions) / len(fractions)
+        else:
+            known = False
+    return upper, (typical if known else None), source
 
 
 def _calibrate(cfg: RunConfig) -> float:
