@@ -108,6 +108,25 @@ def _jitter_log(x, j, n):
     return x * 10 ** ((j - (n - 1) / 2) * 0.012)
 
 
+class _MeanLine:
+    """Values collected per x, drawn as mean ± std over seeds with error bars."""
+
+    def __init__(self):
+        self.x, self.mean, self.std = [], [], []
+
+    def add(self, x, values):
+        if values:
+            m, s = mean_std(values)
+            self.x.append(x)
+            self.mean.append(m)
+            self.std.append(s or 0.0)
+
+    def draw(self, ax, color, label):
+        if self.x:
+            ax.errorbar(self.x, self.mean, yerr=self.std, color=color, marker="o", ms=5, lw=1.5, capsize=3,
+                        zorder=4, label=label)
+
+
 def _not_fit_proxies(ax, kinds: set):
     """Legend entries for the runs that did not memorise."""
     if "unfinished" in kinds:
@@ -309,7 +328,7 @@ def test_error(ctx: _Ctx):
                         color="0.5", alpha=0.22, lw=0, label="95% chance band (relabelled predictions)")
     for si, (label, items) in enumerate(series):
         color = condition_color(si)
-        mx, my, ms = [], [], []
+        line = _MeanLine()
         for x, c in items:
             errs = []
             for j, r in enumerate(c.runs):
@@ -318,14 +337,8 @@ def test_error(ctx: _Ctx):
                     continue
                 errs.append(100 * (1 - acc))
                 ax.scatter([jit(x, j, len(c.runs))], [errs[-1]], s=14, color=color, alpha=0.55, lw=0, zorder=3)
-            if errs:
-                m, s = mean_std(errs)
-                mx.append(x)
-                my.append(m)
-                ms.append(s or 0.0)
-        if mx:
-            ax.errorbar(mx, my, yerr=ms, color=color, marker="o", ms=5, lw=1.5, capsize=3, zorder=4,
-                        label=label or "test error, mean ± std over seeds")
+            line.add(x, errs)
+        line.draw(ax, color, label or "test error, mean ± std over seeds")
     ax.set_ylim(0, 100)
     ax.set_xlabel(CORRUPTION_X)
     ax.set_ylabel("test error (%)")
@@ -352,7 +365,7 @@ def capacity(ctx: _Ctx):
     claims = []
     for si, (label, items) in enumerate(series):
         color = condition_color(si)
-        mx, my, ms = [], [], []
+        line = _MeanLine()
         for x, c in items:
             stop = c.settings.get("stop_at")
             if stop is None:
@@ -369,14 +382,8 @@ def capacity(ctx: _Ctx):
                 ax_acc.scatter([_jitter_log(x, j, len(c.runs))], [100 * a], s=22 if not mem else 14, zorder=3,
                                facecolors=color if mem else "none", edgecolors=color, lw=1.0,
                                alpha=0.6 if mem else 1.0)
-            if accs:
-                m, s = mean_std(accs)
-                mx.append(x)
-                my.append(m)
-                ms.append(s or 0.0)
-        if mx:
-            ax_acc.errorbar(mx, my, yerr=ms, color=color, marker="o", ms=5, lw=1.5, capsize=3, zorder=4,
-                            label=label or "mean ± std over seeds")
+            line.add(x, accs)
+        line.draw(ax_acc, color, label or "mean ± std over seeds")
         all_mem = [x for x, c in items if all(r["result"].get("outcome") == "memorized" for r in c.runs)]
         not_all = [x for x, c in items if not all(r["result"].get("outcome") == "memorized" for r in c.runs)]
         claim = (f"every seed memorised up to N={int(max(all_mem))}" if all_mem else "no N had every seed memorise")
