@@ -8,7 +8,7 @@ import pytest
 from rote.config import RunConfig
 from rote.data.prepare import prepare
 from rote.training.loop import EpochRecord, Stopper, train
-from rote.training.metrics import chance_analysis
+from rote.training.metrics import chance_analysis, label_entropy
 
 
 def _train(mnist, **over):
@@ -50,7 +50,9 @@ def test_collapse_is_detected_and_stops_the_run(mnist):
     # with PyTorch's default initialisation, seed 3 on 1,000 images collapses to a one-class predictor
     cfg, data, res = _train(mnist, n_train=1000, init="torch", seed=3, epochs=40, collapse_patience=8)
     assert res.outcome == "collapsed" and res.epochs < 40
-    assert all(r.pred_max_share >= 0.99 for r in res.history[-8:])
+    h = label_entropy(data.y_fit, 10)
+    assert all(r.pred_max_share >= 0.99 or abs(r.loss - h) < 0.005 for r in res.history[-8:])
+    assert res.history[-1].pred_max_share >= 0.9  # and it was predicting (nearly) one class
     assert "collapsed" in res.message
     # a one-class predictor: training accuracy is that class's share
     share = np.bincount(data.y_fit, minlength=10).max() / len(data.y_fit)
@@ -58,10 +60,14 @@ def test_collapse_is_detected_and_stops_the_run(mnist):
 
 
 def test_stopper_needs_consecutive_one_class_epochs():
-    s = Stopper(RunConfig.from_dict({"collapse_patience": 3}))
-    rec = lambda share: EpochRecord(1, 0, 2.3, 0.1, 2.3, 0.1, pred_max_share=share)  # noqa: E731
+    s = Stopper(RunConfig.from_dict({"collapse_patience": 3}), entropy=2.2996)
+    rec = lambda share, loss=1.5: EpochRecord(1, 0, loss, 0.1, 2.3, 0.1, pred_max_share=share)  # noqa: E731
     assert [s.collapsed(rec(x)) for x in (1.0, 1.0, 0.5, 1.0, 1.0, 1.0)] == [False] * 5 + [True]
     assert not Stopper(RunConfig.from_dict({"collapse_patience": 0})).collapsed(rec(1.0))
+    # a loss at the label entropy counts even when the predictions spread over a few classes
+    s = Stopper(RunConfig.from_dict({"collapse_patience": 3}), entropy=2.2996)
+    assert [s.collapsed(rec(0.8, loss)) for loss in (2.2991, 2.2999, 2.2500, 2.2990, 2.2993, 2.2995)] == \
+        [False] * 5 + [True]
 
 
 def test_nan_loss_stops_the_run_and_keeps_history(mnist):

@@ -28,6 +28,7 @@ from rote.config import RunConfig
 from rote.data.prepare import Prepared, seeds_for
 from rote.errors import ConfigError
 from rote.models import count_parameters, create_model
+from rote.training.metrics import label_entropy
 from rote.training.loop import (EVAL_BATCH, MEMORIZED_AT, EpochRecord, Stopper, TrainResult, _lr_at,
                                 accumulator_dtype, collapse_message, resolve_device)
 
@@ -123,7 +124,7 @@ def train_group(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.d
     changed = torch.stack([torch.from_numpy(d.changed[: len(d.y_fit)]) for d in datas]).to(device)
     n_fit, bs = x_fit.shape[1], cfg0.batch_size
     order = [torch.Generator().manual_seed(seeds_for(c.seed)["order"]) for c in cfgs]
-    stoppers = [Stopper(c) for c in cfgs]
+    stoppers = [Stopper(c, label_entropy(d.y_fit, d.classes)) for c, d in zip(cfgs, datas)]
     histories: list[list[EpochRecord]] = [[] for _ in cfgs]
     results: list[Optional[TrainResult]] = [None] * K
     outcome = ["unfinished"] * K

@@ -26,6 +26,8 @@ EVAL_BATCH = 1000
 # A run counts as stuck in an epoch where at least this share of its training
 # predictions went to one class: the network has collapsed to a constant.
 COLLAPSE_SHARE = 0.99
+# ... or an epoch whose mean loss is within this many nats of the label entropy.
+COLLAPSE_LOSS_TOL = 0.005
 # With --stop-at none a run goes to its last epoch; it is still called memorised
 # if it then fits the training part at least this well (the seed's 99.7%).
 MEMORIZED_AT = 0.997
@@ -94,23 +96,33 @@ class TrainResult:
 
 
 class Stopper:
-    """Decides after each epoch whether a run has memorised, collapsed or diverged."""
+    """Counts the consecutive epochs in which a run looks collapsed.
 
-    def __init__(self, cfg: RunConfig):
+    An epoch counts when at least COLLAPSE_SHARE of its training predictions
+    went to one class, or when its loss sits within COLLAPSE_LOSS_TOL of the
+    entropy of the label marginal: the loss of a model that ignores its input.
+    The second catches runs that hover at a constant predictor while their
+    predictions wander between a few classes.
+    """
+
+    def __init__(self, cfg: RunConfig, entropy: Optional[float] = None):
         self.cfg = cfg
+        self.entropy = entropy
         self.stuck = 0
 
     def collapsed(self, rec: EpochRecord) -> bool:
         if self.cfg.collapse_patience == 0:
             return False
-        self.stuck = self.stuck + 1 if rec.pred_max_share >= COLLAPSE_SHARE else 0
+        constant = self.entropy is not None and abs(rec.loss - self.entropy) < COLLAPSE_LOSS_TOL
+        self.stuck = self.stuck + 1 if rec.pred_max_share >= COLLAPSE_SHARE or constant else 0
         return self.stuck >= self.cfg.collapse_patience
 
 
 def collapse_message(cfg: RunConfig, rec: EpochRecord, data: Prepared) -> str:
-    return (f"collapsed: for {cfg.collapse_patience} epochs at least {COLLAPSE_SHARE:.0%} of the training "
-            f"predictions went to one class (loss {rec.loss:.4f}; the label entropy is "
-            f"{label_entropy(data.y_fit, data.classes):.4f}); try another --seed")
+    return (f"collapsed: for {cfg.collapse_patience} epochs the network predicted (almost) one class, or its loss "
+            f"sat at the label entropy (loss {rec.loss:.4f}, label entropy "
+            f"{label_entropy(data.y_fit, data.classes):.4f}, {rec.pred_max_share:.0%} of the last epoch's "
+            f"predictions in one class); try another --seed")
 
 
 def _optimizer(cfg: RunConfig, params):
@@ -188,7 +200,7 @@ def train(cfg: RunConfig, data: Prepared, *, device: torch.device | None = None,
     n_fit, bs = len(x_fit), cfg.batch_size
     background = float(data.x_fit.min()) if n_fit else 0.0
 
-    stopper = Stopper(cfg)
+    stopper = Stopper(cfg, label_entropy(data.y_fit, data.classes))
     history: list[EpochRecord] = []
     outcome, memorized_epoch, seconds_to_memorize, message = "unfinished", None, None, ""
     elapsed = 0.0
