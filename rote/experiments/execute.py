@@ -1,14 +1,13 @@
 """Running a sweep's runs into its store: planning, one run, the local executor.
 
-Every executor (in-process, local processes, Ray) calls ``execute_one`` for a
-run, which trains it into a temporary directory and publishes the complete
-record with one atomic rename. What the executors add is only where the call
+Every executor (in-process, local processes, Ray) calls ``train_record_group``
+for a run or a group of runs, which trains them into temporary directories;
+the complete records are then published with one atomic rename each. What the executors add is only where the call
 happens.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -136,10 +135,6 @@ def execute_group(cfg_dicts: list[dict], store_root: str, data_dir=None, threads
             failed.parent.mkdir(exist_ok=True)
             write_json(failed, out)
     return skipped + outs
-
-
-def execute_one(cfg_dict: dict, store_root: str, data_dir=None, threads: Optional[int] = None) -> dict:
-    return execute_group([cfg_dict], store_root, data_dir, threads)[0]
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -274,8 +269,3 @@ def _calibrate(cfg: RunConfig) -> float:
             t += time.perf_counter() - t0
             steps += 1
     return steps * cfg.batch_size / t
-
-
-def failed_runs(store: Store) -> list[dict]:
-    d = store.root / "failed"
-    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []

@@ -13,7 +13,6 @@ a bad flag or a missing file never leaves a half-written run behind.
 from __future__ import annotations
 
 import datetime as _dt
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Optional
@@ -171,7 +170,3 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[st
         f"test acc {res.test_acc:.2%} (loss {res.test_loss:.4f})")
     log(chance_sentence(res.test_acc, result["chance"]))
     return run_dir, result
-
-
-def discard(run_dir: Path) -> None:
-    shutil.rmtree(run_dir, ignore_errors=True)

@@ -29,8 +29,8 @@ from rote.data.prepare import Prepared, seeds_for
 from rote.errors import ConfigError
 from rote.models import count_parameters, create_model
 from rote.training.metrics import label_entropy
-from rote.training.loop import (EVAL_BATCH, MEMORIZED_AT, EpochRecord, Stopper, TrainResult, _lr_at,
-                                accumulator_dtype, collapse_message, resolve_device)
+from rote.training.loop import (EVAL_BATCH, EpochRecord, Stopper, TrainResult, _lr_at, accumulator_dtype,
+                                resolve_device, steady_seconds)
 
 # settings that must agree for runs to share one batched model and one optimiser
 GROUP_FIELDS = ("dataset", "n_train", "model", "optimizer", "lr", "momentum", "weight_decay", "schedule",
@@ -127,10 +127,6 @@ def train_group(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.d
     stoppers = [Stopper(c, label_entropy(d.y_fit, d.classes)) for c, d in zip(cfgs, datas)]
     histories: list[list[EpochRecord]] = [[] for _ in cfgs]
     results: list[Optional[TrainResult]] = [None] * K
-    outcome = ["unfinished"] * K
-    mem_epoch: list[Optional[int]] = [None] * K
-    mem_secs: list[Optional[float]] = [None] * K
-    messages = [""] * K
     elapsed = 0.0
     live = list(range(K))  # the original index of each live row
     acc_dtype = accumulator_dtype(device)
@@ -205,35 +201,20 @@ def train_group(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.d
             histories[j].append(rec)
             if on_epoch:
                 on_epoch(j, rec)
-            c = cfgs[j]
-            if not math.isfinite(rec.loss):
-                outcome[j], messages[j] = "diverged", f"the training loss became {rec.loss} in epoch {epoch}; try a smaller --lr"
-            elif c.stop_at is not None and rec.train_acc_full is not None and rec.train_acc_full >= c.stop_at:
-                outcome[j], mem_epoch[j], mem_secs[j] = "memorized", epoch, elapsed
-            elif stoppers[j].collapsed(rec):
-                outcome[j] = "collapsed"
-                messages[j] = collapse_message(c, rec, datas[j])
-            elif epoch < c.epochs:
-                continue
-            leaving.append(r)
+            if stoppers[j].update(rec, elapsed) or epoch >= cfgs[j].epochs:
+                leaving.append(r)
         for r in leaving:
             j = live[r]
             f = full.get(r)
             if f is None:
                 f_loss, f_acc, _ = evaluate(x_fit, y_fit, [r])
                 f = (f_loss[0], f_acc[0])
-            if outcome[j] == "unfinished" and cfgs[j].stop_at is None and f[1] >= MEMORIZED_AT:
-                outcome[j] = "memorized"
             t_loss, t_acc, t_pred = evaluate(x_test, y_test, [r])
-            h = histories[j]
-            steady = [x.seconds for x in h[1:]] or [x.seconds for x in h]
-            spe = float(np.median(steady)) / len(live)  # the group's epoch, shared by its members
-            results[j] = TrainResult(
-                outcome=outcome[j], epochs=len(h), history=h, memorized_epoch=mem_epoch[j],
-                seconds_to_memorize=mem_secs[j], train_loss=f[0], train_acc=f[1], val_loss=h[-1].val_loss,
-                val_acc=h[-1].val_acc, test_loss=t_loss[0], test_acc=t_acc[0], test_pred=t_pred[0].cpu().numpy(),
-                train_seconds=elapsed, seconds_per_epoch=spe, images_per_second=n_fit / spe if spe > 0 else math.nan,
-                parameters=n_params, message=messages[j])
+            # the group's epoch is shared by its members
+            spe = steady_seconds(histories[j]) / len(live)
+            results[j] = stoppers[j].result(histories[j], train=f[:2], test=(t_loss[0], t_acc[0], t_pred[0].cpu().numpy()),
+                                            train_seconds=elapsed, seconds_per_epoch=spe, n_fit=n_fit,
+                                            parameters=n_params)
         if leaving:
             keep = [r for r in range(len(live)) if r not in leaving]
             live = [live[r] for r in keep]

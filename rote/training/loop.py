@@ -109,6 +109,9 @@ class Stopper:
         self.cfg = cfg
         self.entropy = entropy
         self.stuck = 0
+        self.outcome, self.message = "unfinished", ""
+        self.memorized_epoch: Optional[int] = None
+        self.seconds_to_memorize: Optional[float] = None
 
     def collapsed(self, rec: EpochRecord) -> bool:
         if self.cfg.collapse_patience == 0:
@@ -117,12 +120,46 @@ class Stopper:
         self.stuck = self.stuck + 1 if rec.pred_max_share >= COLLAPSE_SHARE or constant else 0
         return self.stuck >= self.cfg.collapse_patience
 
+    def update(self, rec: EpochRecord, elapsed: float) -> bool:
+        """Record what this epoch decided; True when the run stops here.
 
-def collapse_message(cfg: RunConfig, rec: EpochRecord, data: Prepared) -> str:
-    return (f"collapsed: for {cfg.collapse_patience} epochs the network predicted (almost) one class, or its loss "
-            f"sat at the label entropy (loss {rec.loss:.4f}, label entropy "
-            f"{label_entropy(data.y_fit, data.classes):.4f}, {rec.pred_max_share:.0%} of the last epoch's "
-            f"predictions in one class); try another --seed")
+        Sets outcome (diverged, memorized or collapsed), message, and for a
+        memorised run the epoch and training seconds it took.
+        """
+        c = self.cfg
+        if not math.isfinite(rec.loss):
+            self.outcome = "diverged"
+            self.message = f"the training loss became {rec.loss} in epoch {rec.epoch}; try a smaller --lr"
+        elif c.stop_at is not None and rec.train_acc_full is not None and rec.train_acc_full >= c.stop_at:
+            self.outcome, self.memorized_epoch, self.seconds_to_memorize = "memorized", rec.epoch, elapsed
+        elif self.collapsed(rec):
+            self.outcome = "collapsed"
+            self.message = (f"collapsed: for {c.collapse_patience} epochs the network predicted (almost) one class, "
+                            f"or its loss sat at the label entropy (loss {rec.loss:.4f}, label entropy "
+                            f"{self.entropy:.4f}, {rec.pred_max_share:.0%} of the last epoch's predictions in one "
+                            f"class); try another --seed")
+        else:
+            return False
+        return True
+
+    def result(self, history: list[EpochRecord], *, train: tuple[float, float], test: tuple[float, float, np.ndarray],
+               train_seconds: float, seconds_per_epoch: float, n_fit: int, parameters: int) -> TrainResult:
+        """The run's TrainResult, from its history and the final evaluations."""
+        outcome = self.outcome
+        if outcome == "unfinished" and self.cfg.stop_at is None and train[1] >= MEMORIZED_AT:
+            outcome = "memorized"  # --stop-at none runs every epoch; it still says whether the set was fitted
+        return TrainResult(
+            outcome=outcome, epochs=len(history), history=history, memorized_epoch=self.memorized_epoch,
+            seconds_to_memorize=self.seconds_to_memorize, train_loss=train[0], train_acc=train[1],
+            val_loss=history[-1].val_loss, val_acc=history[-1].val_acc, test_loss=test[0], test_acc=test[1],
+            test_pred=test[2], train_seconds=train_seconds, seconds_per_epoch=seconds_per_epoch,
+            images_per_second=n_fit / seconds_per_epoch if seconds_per_epoch > 0 else math.nan,
+            parameters=parameters, message=self.message)
+
+
+def steady_seconds(history: list[EpochRecord]) -> float:
+    """Median seconds per epoch, leaving out the first (one-off warm-up costs) when there are others."""
+    return float(np.median([r.seconds for r in history[1:]] or [r.seconds for r in history]))
 
 
 def _optimizer(cfg: RunConfig, params):
@@ -202,7 +239,6 @@ def train(cfg: RunConfig, data: Prepared, *, device: torch.device | None = None,
 
     stopper = Stopper(cfg, label_entropy(data.y_fit, data.classes))
     history: list[EpochRecord] = []
-    outcome, memorized_epoch, seconds_to_memorize, message = "unfinished", None, None, ""
     elapsed = 0.0
     full = None  # (loss, acc) of the last full-train evaluation, and the epoch it was made
     model.train()
@@ -257,34 +293,14 @@ def train(cfg: RunConfig, data: Prepared, *, device: torch.device | None = None,
         if on_epoch:
             on_epoch(rec)
 
-        if not math.isfinite(run_loss):
-            outcome, message = "diverged", f"the training loss became {run_loss} in epoch {epoch}; try a smaller --lr"
-            break
-        if cfg.stop_at is not None and rec.train_acc_full is not None and rec.train_acc_full >= cfg.stop_at:
-            outcome, memorized_epoch, seconds_to_memorize = "memorized", epoch, elapsed
-            break
-        if stopper.collapsed(rec):
-            outcome, message = "collapsed", collapse_message(cfg, rec, data)
+        if stopper.update(rec, elapsed):
             break
 
-    epochs = len(history)
-    if full is None or full[2] != epochs:
+    if full is None or full[2] != len(history):
         f_loss, f_acc, _ = evaluate(model, x_fit, y_fit, data.classes)
     else:
         f_loss, f_acc = full[0], full[1]
-    if outcome == "unfinished" and cfg.stop_at is None and f_acc >= MEMORIZED_AT:
-        # --stop-at none runs every epoch; it still says whether the set was fitted
-        outcome = "memorized"
     test_loss, test_acc, test_pred = evaluate(model, x_test, y_test, data.classes)
-    last = history[-1]
-    # the first epoch includes one-off warm-up costs; leave it out when there are others
-    steady = [r.seconds for r in history[1:]] or [r.seconds for r in history]
-    sec_per_epoch = float(np.median(steady))
-    return TrainResult(
-        outcome=outcome, epochs=epochs, history=history, memorized_epoch=memorized_epoch,
-        seconds_to_memorize=seconds_to_memorize, train_loss=f_loss, train_acc=f_acc,
-        val_loss=last.val_loss, val_acc=last.val_acc, test_loss=test_loss, test_acc=test_acc,
-        test_pred=test_pred.cpu().numpy(), train_seconds=elapsed, seconds_per_epoch=sec_per_epoch,
-        images_per_second=n_fit / sec_per_epoch if sec_per_epoch > 0 else math.nan,
-        parameters=count_parameters(model), message=message,
-    )
+    return stopper.result(history, train=(f_loss, f_acc), test=(test_loss, test_acc, test_pred.cpu().numpy()),
+                          train_seconds=elapsed, seconds_per_epoch=steady_seconds(history), n_fit=n_fit,
+                          parameters=count_parameters(model))
