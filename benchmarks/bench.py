@@ -32,7 +32,8 @@ from rote.config import RunConfig  # noqa: E402
 from rote.data.prepare import prepare  # noqa: E402
 from rote.data.sources import load_dataset  # noqa: E402
 from rote.models import create_model  # noqa: E402
-from rote.training.loop import resolve_device, train  # noqa: E402
+from rote.config import resolve_device  # noqa: E402
+from rote.training.loop import train  # noqa: E402
 
 
 def seed_cnn_flops_per_image() -> float:

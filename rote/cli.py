@@ -180,7 +180,7 @@ def cmd_sweep(args) -> int:
 
     from rote.experiments import execute
     from rote.experiments.sweep import load_sweep
-    from rote.training.loop import resolve_device
+    from rote.config import resolve_device
 
     sweep = load_sweep(args.file)
     out = args.out or Path("sweeps") / sweep.name

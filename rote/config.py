@@ -21,6 +21,8 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Optional
 
+import numpy as np
+
 from rote.errors import ConfigError
 
 LABEL_CORRUPTIONS = ("permute", "random", "partial:P", "flip:P", "true")
@@ -29,6 +31,14 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("keras", "torch")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "step")
+# The seed's 99.7%: a run has memorised its training part when a full pass in
+# eval mode fits at least this share (or --stop-at, when one is set).
+MEMORIZED_AT = 0.997
+
+
+def fit_threshold(stop_at: Optional[float]) -> float:
+    """The accuracy on the full training part that counts as memorised: the one definition."""
+    return MEMORIZED_AT if stop_at is None else stop_at
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,36 @@ class RunConfig:
         """The settings as aligned 'name = value' lines, printed before a run starts."""
         width = max(len(f.name) for f in fields(self))
         return "\n".join(f"  {f.name:<{width}} = {getattr(self, f.name)!r}" for f in fields(self))
+
+
+def seeds_for(seed: int) -> dict[str, int]:
+    """Independent streams for each random choice of a run, all from one seed.
+
+    Changing how one part draws (say, the label corruption) never shifts
+    another (the initialisation or the data order).
+    """
+    names = ("labels", "inputs", "init", "order", "augment", "chance")
+    children = np.random.SeedSequence(seed).spawn(len(names))
+    return {n: int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for n, c in zip(names, children)}
+
+
+def resolve_device(name: str):
+    """The torch.device a run uses: 'auto' is cuda, then mps, then cpu."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' was asked for but this machine has no Apple GPU; use --device cpu or auto")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device '{name}'; choose auto, cpu, cuda or mps")
+    return torch.device(name)
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -3,7 +3,8 @@ import pytest
 
 from rote.config import RunConfig
 from rote.data.corruption import corrupt_inputs, corrupt_labels
-from rote.data.prepare import prepare, scale, seeds_for
+from rote.config import seeds_for
+from rote.data.prepare import prepare, scale
 
 
 def rng(s=0):

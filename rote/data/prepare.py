@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rote.config import seeds_for
 from rote.errors import ConfigError
 from rote.data.corruption import corrupt_inputs, corrupt_labels
 
@@ -38,17 +39,6 @@ class Prepared:
 def scale(images: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W) -> float32 (N, 1, H, W) in [-0.5, 0.5], as the seed: x / 255 - 0.5."""
     return (images.astype(np.float32) / 255.0 - 0.5)[:, None, :, :]
-
-
-def seeds_for(seed: int) -> dict[str, int]:
-    """Independent streams for each random choice of a run, all from one seed.
-
-    Changing how one part draws (say, the label corruption) never shifts
-    another (the initialisation or the data order).
-    """
-    names = ("labels", "inputs", "init", "order", "augment", "chance")
-    children = np.random.SeedSequence(seed).spawn(len(names))
-    return {n: int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for n, c in zip(names, children)}
 
 
 def prepare(dataset, cfg) -> Prepared:

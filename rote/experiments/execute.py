@@ -250,7 +250,7 @@ def _calibrate(cfg: RunConfig) -> float:
     import torch.nn.functional as F
 
     from rote.models import create_model
-    from rote.training.loop import resolve_device
+    from rote.config import resolve_device
 
     device = resolve_device(cfg.device)
     model = create_model(cfg.model, generator=torch.Generator().manual_seed(0)).to(device)

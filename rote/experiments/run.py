@@ -20,10 +20,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from rote.config import RunConfig
-from rote.data.prepare import Prepared, prepare, seeds_for
+from rote.config import resolve_device, seeds_for
+from rote.data.prepare import Prepared, prepare
 from rote.errors import RoteError
 from rote.experiments.record import CsvAppender, environment, write_json, write_npy
-from rote.training.loop import EpochRecord, TrainResult, resolve_device, train
+from rote.training.loop import EpochRecord, TrainResult, train
 from rote.training.metrics import chance_analysis, chance_sentence
 
 RESULT_SCHEMA = "rote.result/1"

@@ -369,7 +369,7 @@ def capacity(ctx: _Ctx):
         for x, c in items:
             stop = c.settings.get("stop_at")
             if stop is None:
-                from rote.training.loop import MEMORIZED_AT
+                from rote.config import MEMORIZED_AT
                 stop = MEMORIZED_AT
             thresholds.add(stop)
             accs = []
@@ -506,7 +506,7 @@ def seed_outcomes(ctx: _Ctx):
         ax.axhline(100 * uniform, color="0.3", ls="--", lw=1, label=f"uniform chance ({100 * uniform:.0f}%)")
     stop = c.settings.get("stop_at")
     if stop is None:
-        from rote.training.loop import MEMORIZED_AT
+        from rote.config import MEMORIZED_AT
         stop = MEMORIZED_AT
     ax_tr.axhline(100 * stop, color="0.4", ls="-.", lw=1, label=f"memorisation threshold ({100 * stop:.1f}%)")
     for a in (ax, ax_tr):

@@ -174,7 +174,7 @@ def fit_epoch(record: dict) -> tuple[Optional[int], Optional[float]]:
     if res.get("outcome") != "memorized" or record["config"].get("stop_at") is not None:
         return None, None
     from rote.reporting.curves import read_history
-    from rote.training.loop import MEMORIZED_AT
+    from rote.config import MEMORIZED_AT
 
     path = Path(record["dir"]) / "history.csv"
     if not path.is_file():

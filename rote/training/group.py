@@ -25,12 +25,13 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 
 from rote.config import RunConfig
-from rote.data.prepare import Prepared, seeds_for
+from rote.data.prepare import Prepared
 from rote.errors import ConfigError
 from rote.models import count_parameters, create_model
 from rote.training.metrics import label_entropy
+from rote.config import resolve_device, seeds_for
 from rote.training.loop import (EVAL_BATCH, EpochRecord, Stopper, TrainResult, _lr_at, accumulator_dtype,
-                                resolve_device, steady_seconds)
+                                steady_seconds)
 
 # settings that must agree for runs to share one batched model and one optimiser
 GROUP_FIELDS = ("dataset", "n_train", "model", "optimizer", "lr", "momentum", "weight_decay", "schedule",

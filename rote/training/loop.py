@@ -16,8 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rote.config import RunConfig
-from rote.data.prepare import Prepared, seeds_for
+from rote.config import MEMORIZED_AT, RunConfig, fit_threshold
+from rote.config import resolve_device, seeds_for
+from rote.data.prepare import Prepared
 from rote.errors import ConfigError
 from rote.models import count_parameters, create_model
 from rote.training.metrics import label_entropy
@@ -28,30 +29,11 @@ EVAL_BATCH = 1000
 COLLAPSE_SHARE = 0.99
 # ... or an epoch whose mean loss is within this many nats of the label entropy.
 COLLAPSE_LOSS_TOL = 0.005
-# With --stop-at none a run goes to its last epoch; it is still called memorised
-# if it then fits the training part at least this well (the seed's 99.7%).
-MEMORIZED_AT = 0.997
 
 
 def accumulator_dtype(device: torch.device) -> torch.dtype:
     """float64 for sums of many losses; Apple's MPS has no float64, so float32 there."""
     return torch.float32 if device.type == "mps" else torch.float64
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("device 'mps' was asked for but this machine has no Apple GPU; use --device cpu or auto")
-    if name not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"unknown device '{name}'; choose auto, cpu, cuda or mps")
-    return torch.device(name)
 
 
 @dataclass
