@@ -33,7 +33,7 @@ from rote.data.prepare import prepare  # noqa: E402
 from rote.data.sources import load_dataset  # noqa: E402
 from rote.models import create_model  # noqa: E402
 from rote.config import resolve_device  # noqa: E402
-from rote.training.loop import train  # noqa: E402
+from rote.training.loop import train_many  # noqa: E402
 
 
 def seed_cnn_flops_per_image() -> float:
@@ -67,11 +67,12 @@ def matmul_peak(device, repeats: int) -> list[float]:
     return best
 
 
-def rote_epochs(dataset, device, epochs: int, **over) -> list[float]:
-    cfg = RunConfig.from_dict({"epochs": epochs + 1, "stop_at": "none", "collapse_patience": 0,
-                               "device": device.type, **over})
-    res = train(cfg, prepare(dataset, cfg), device=device)
-    return [r.seconds for r in res.history[1:]]  # the first epoch warms up
+def rote_epochs(dataset, device, epochs: int, k: int = 1, **over) -> list[float]:
+    """Seconds per (group-)epoch of k seed-protocol runs trained together; the first epoch warms up."""
+    cfgs = [RunConfig.from_dict({"epochs": epochs + 1, "stop_at": "none", "collapse_patience": 0, "seed": s,
+                                 "device": device.type, **over}) for s in range(k)]
+    res = train_many(cfgs, [prepare(dataset, c) for c in cfgs], device=device)
+    return [r.seconds for r in res[0].history[1:]]
 
 
 def dataloader_epochs(dataset, device, epochs: int) -> list[float]:
@@ -131,16 +132,14 @@ def main():
     print()
     print(f"{'measurement':<38} {'median':>8} {'min-max':>15} {'img/s':>9} {'GFLOP/s':>8} {'%peak':>7}")
     print(f"{'fp32 matmul peak (torch.mm)':<38} {'':>8} {'':>15} {'':>9} {peak:8.1f} {100.0:6.1f}%")
-    print(row("rote, seed protocol (channels-last)", rote_epochs(dataset, device, args.epochs), n_fit, fpi, peak))
-    print(row("rote, seed protocol (contiguous)", rote_epochs(dataset, device, args.epochs, channels_last=False),
+    print(row("rote, seed protocol (channels-last)", rote_epochs(dataset, device, args.epochs, channels_last="true"), n_fit, fpi, peak))
+    print(row("rote, seed protocol (contiguous)", rote_epochs(dataset, device, args.epochs, channels_last="false"),
               n_fit, fpi, peak))
     if not args.skip_dataloader:
         print(row("plain PyTorch DataLoader loop", dataloader_epochs(dataset, device, args.epochs), n_fit, fpi, peak))
     if args.group:
-        from rote.training.group import group_epochs  # noqa: E402
-
         for k in (int(s) for s in args.group.split(",")):
-            secs = group_epochs(dataset, device, k, args.epochs)
+            secs = rote_epochs(dataset, device, args.epochs, k, channels_last="false")
             med = statistics.median(secs)
             gflops = k * n_fit * fpi / med / 1e9
             print(f"{f'group of K={k} models (model-epochs/s {k / med:.2f})':<38} {med:8.3f} "

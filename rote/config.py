@@ -71,7 +71,9 @@ class RunConfig:
     # where and how
     seed: int = 0
     device: str = "auto"
-    channels_last: bool = True  # memory layout only; the numbers are the same
+    # memory layout of images and convolutions: none (auto) is channels-last for one model on a CPU,
+    # where it is faster, and contiguous otherwise; it changes the last bits of a convolution, not the study
+    channels_last: Optional[bool] = None
 
     # -- construction -------------------------------------------------------
 
@@ -204,7 +206,9 @@ def parse_value(f: dataclasses.Field, raw: Any, key: str) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         optional = len(args) < len(typing.get_args(hint))
         hint = args[0]
-    if raw is None or (optional and isinstance(raw, str) and raw.strip().lower() in _NONE_WORDS):
+    # an optional switch reads 'auto' as none, and 'off' as false
+    none_words = {"none", "null", "auto"} if hint is bool else _NONE_WORDS
+    if raw is None or (optional and isinstance(raw, str) and raw.strip().lower() in none_words):
         if optional:
             return None
         raise ConfigError(f"setting '{key}' cannot be none")

@@ -6,17 +6,17 @@ import pytest
 from rote.config import RunConfig
 from rote.data.prepare import prepare
 from rote.errors import ConfigError
-from rote.training.group import group_runs, train_group
-from rote.training.loop import train
+from rote.training.group import group_runs
+from rote.training.loop import train, train_many
 
 
 def test_group_matches_separate_runs_including_early_stop(mnist):
     # different seeds, labels and budgets; the 'true' run stops after 2 epochs while the others go on
     cfgs = [RunConfig.from_dict(dict(n_train=200, seed=s, epochs=e, stop_at="none", eval_every=1, labels=lab,
-                                     model="cnn:4", channels_last=False))
+                                     model="cnn:4"))
             for s, e, lab in [(0, 4, "permute"), (1, 2, "true"), (2, 4, "partial:0.5")]]
     datas = [prepare(mnist, c) for c in cfgs]
-    grouped = train_group(cfgs, datas)
+    grouped = train_many(cfgs, datas)
     for c, d, g in zip(cfgs, datas, grouped):
         s = train(c, d)
         assert (g.epochs, g.outcome) == (s.epochs, s.outcome) == (c.epochs, "unfinished")
@@ -35,5 +35,11 @@ def test_grouping_keeps_incompatible_runs_apart():
     assert sorted(len(g) for g in groups) == [1, 1, 2, 2, 2]
     assert all(len({x.lr for x in g}) == 1 for g in groups)
     assert [len(g) for g in group_runs(a, 1)] == [1] * 5
-    with pytest.raises(ConfigError):
-        train_group(a[:1] + b[:1], [])
+    with pytest.raises(ConfigError, match="lr"):
+        train_many(a[:1] + b[:1], [])
+
+
+def test_a_group_cannot_claim_channels_last(mnist):
+    cfgs = [RunConfig.from_dict({"n_train": 100, "seed": s, "channels_last": "true", "model": "cnn:4"}) for s in (0, 1)]
+    with pytest.raises(ConfigError, match="channels_last"):
+        train_many(cfgs, [prepare(mnist, c) for c in cfgs])

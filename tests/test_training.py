@@ -29,6 +29,19 @@ def test_same_seed_same_history_bit_for_bit(mnist):
     assert [key(r) for r in c.history] != [key(r) for r in a.history]
 
 
+def test_one_run_is_bit_identical_to_the_loop_before_it_was_shared(mnist):
+    # the single-model loop as it was before it was written once over R models, kept in tests/
+    from reference_loop import reference_train
+
+    cfg = RunConfig.from_dict(dict(n_train=300, epochs=3, seed=0, eval_every=1))
+    data = prepare(mnist, cfg)
+    rows, test_loss = reference_train(cfg, data)
+    res = train(cfg, data)
+    assert [(r.epoch, r.loss, r.acc, r.val_loss, r.val_acc, r.train_loss_full, r.train_acc_full, r.pred_max_share)
+            for r in res.history] == rows
+    assert res.test_loss == test_loss
+
+
 def test_random_labels_are_memorised_and_test_stays_at_chance(mnist):
     cfg, data, res = _train(mnist, n_train=300, stop_at=0.99, epochs=80, seed=0)
     assert res.outcome == "memorized" and res.memorized_epoch <= 80

@@ -109,14 +109,14 @@ def close_record(cfg: RunConfig, data: Prepared, res: TrainResult, run_dir: Path
 
 def run_group(cfgs: list[RunConfig], run_dirs: list[Path], *, dataset) -> list[dict]:
     """Train compatible runs as one batched model (see rote.training.group); one record each."""
-    from rote.training.group import train_group
+    from rote.training.loop import train_many
 
     device = resolve_device(cfgs[0].device)
     datas = [prepare(dataset, c) for c in cfgs]
     env = {**environment(device), "group_size": len(cfgs)}
     histories = [open_record(c, d, Path(r), env) for c, d, r in zip(cfgs, datas, run_dirs)]
     try:
-        results = train_group(cfgs, datas, device=device, on_epoch=lambda j, rec: histories[j].append(asdict(rec)))
+        results = train_many(cfgs, datas, device=device, on_epoch=lambda j, rec: histories[j].append(asdict(rec)))
     finally:
         for h in histories:
             h.close()

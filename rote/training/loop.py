@@ -1,4 +1,15 @@
-"""The training loop: one call that the CLI, sweeps, tests and Ray workers share.
+"""The training loop, written once, over R models trained side by side.
+
+``rote run`` trains R = 1 model; a sweep with ``--group K`` trains up to K
+compatible runs at once. Both go through ``train_many``: the same epochs,
+batches, metrics, evaluations, stop rules and results. What differs lives in
+``Members``: one plain module for R = 1, or R models' weights stacked and run
+through one vmapped forward pass, with finished members dropped as they stop.
+
+Each run keeps what makes it a separate run: its own initialisation, labels,
+inputs and data order, its own optimiser state (Adam and SGD are
+elementwise, so one optimiser over stacked weights is R independent ones),
+its own stop rule and its own record.
 
 The whole dataset lives on the device; a batch is a slice of a per-epoch
 permutation. Metrics are accumulated on the device and read once per epoch,
@@ -7,6 +18,7 @@ so the host never waits on the device inside an epoch.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -15,9 +27,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state
 
-from rote.config import MEMORIZED_AT, RunConfig, fit_threshold
-from rote.config import resolve_device, seeds_for
+from rote.config import RunConfig, fit_threshold, resolve_device, seeds_for
 from rote.data.prepare import Prepared
 from rote.errors import ConfigError
 from rote.models import count_parameters, create_model
@@ -29,6 +41,10 @@ EVAL_BATCH = 1000
 COLLAPSE_SHARE = 0.99
 # ... or an epoch whose mean loss is within this many nats of the label entropy.
 COLLAPSE_LOSS_TOL = 0.005
+# settings that must agree for runs to share one stacked model and one optimiser
+SHARED_FIELDS = ("dataset", "n_train", "model", "optimizer", "lr", "momentum", "weight_decay", "schedule",
+                 "step_every", "step_gamma", "batch_size", "val_split", "dropout", "augment_shift", "device",
+                 "channels_last")
 
 
 def accumulator_dtype(device: torch.device) -> torch.dtype:
@@ -39,7 +55,7 @@ def accumulator_dtype(device: torch.device) -> torch.dtype:
 @dataclass
 class EpochRecord:
     epoch: int
-    seconds: float  # training steps only, device synchronised
+    seconds: float  # training steps only, device synchronised (for a group: the group's epoch)
     loss: float  # running mean over the epoch's batches, as Keras prints it
     acc: float
     val_loss: float
@@ -78,13 +94,12 @@ class TrainResult:
 
 
 class Stopper:
-    """Counts the consecutive epochs in which a run looks collapsed.
+    """One run's stop rule: diverged, memorised, or collapsed after enough stuck epochs.
 
-    An epoch counts when at least COLLAPSE_SHARE of its training predictions
-    went to one class, or when its loss sits within COLLAPSE_LOSS_TOL of the
-    entropy of the label marginal: the loss of a model that ignores its input.
-    The second catches runs that hover at a constant predictor while their
-    predictions wander between a few classes.
+    An epoch counts as stuck when at least COLLAPSE_SHARE of its training
+    predictions went to one class, or when its loss sits within
+    COLLAPSE_LOSS_TOL of the entropy of the label marginal: the loss of a
+    model that ignores its input.
     """
 
     def __init__(self, cfg: RunConfig, entropy: Optional[float] = None):
@@ -103,11 +118,7 @@ class Stopper:
         return self.stuck >= self.cfg.collapse_patience
 
     def update(self, rec: EpochRecord, elapsed: float) -> bool:
-        """Record what this epoch decided; True when the run stops here.
-
-        Sets outcome (diverged, memorized or collapsed), message, and for a
-        memorised run the epoch and training seconds it took.
-        """
+        """Record what this epoch decided; True when the run stops here."""
         c = self.cfg
         if not math.isfinite(rec.loss):
             self.outcome = "diverged"
@@ -121,14 +132,13 @@ class Stopper:
                             f"{self.entropy:.4f}, {rec.pred_max_share:.0%} of the last epoch's predictions in one "
                             f"class); try another --seed")
         else:
-            return False
+            return rec.epoch >= c.epochs
         return True
 
     def result(self, history: list[EpochRecord], *, train: tuple[float, float], test: tuple[float, float, np.ndarray],
                train_seconds: float, seconds_per_epoch: float, n_fit: int, parameters: int) -> TrainResult:
-        """The run's TrainResult, from its history and the final evaluations."""
         outcome = self.outcome
-        if outcome == "unfinished" and self.cfg.stop_at is None and train[1] >= MEMORIZED_AT:
+        if outcome == "unfinished" and self.cfg.stop_at is None and train[1] >= fit_threshold(None):
             outcome = "memorized"  # --stop-at none runs every epoch; it still says whether the set was fitted
         return TrainResult(
             outcome=outcome, epochs=len(history), history=history, memorized_epoch=self.memorized_epoch,
@@ -144,17 +154,27 @@ def steady_seconds(history: list[EpochRecord]) -> float:
     return float(np.median([r.seconds for r in history[1:]] or [r.seconds for r in history]))
 
 
-def _optimizer(cfg: RunConfig, params):
+def lr_at(cfg: RunConfig, epoch: int) -> float:
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.step_gamma ** ((epoch - 1) // cfg.step_every)
+    return cfg.lr
+
+
+def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         # Keras 1 defaults: lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-8
         return torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def _lr_at(cfg: RunConfig, epoch: int) -> float:
-    if cfg.schedule == "step":
-        return cfg.lr * cfg.step_gamma ** ((epoch - 1) // cfg.step_every)
-    return cfg.lr
+def memory_format(cfg: RunConfig, device: torch.device, stacked: bool) -> torch.memory_format:
+    """channels_last: None (auto) is channels-last for one model on a CPU, where it is faster; a stacked
+    (vmapped) forward cannot choose its layout, so it is always contiguous there."""
+    wanted = cfg.channels_last if cfg.channels_last is not None else (device.type == "cpu" and not stacked)
+    if wanted and stacked:
+        raise ConfigError("channels_last=true cannot be honoured by a group of stacked models; "
+                          "use channels_last auto or false, or --group 1")
+    return torch.channels_last if wanted else torch.contiguous_format
 
 
 def shift_batch(x: torch.Tensor, k: int, gen: torch.Generator, background: float) -> torch.Tensor:
@@ -166,123 +186,230 @@ def shift_batch(x: torch.Tensor, k: int, gen: torch.Generator, background: float
     cols = off[1][:, None] + torch.arange(w, device=x.device)  # (B, W)
     out = padded[torch.arange(b, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
     out = out.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
-    return out.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else out.contiguous()
+    return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(
+        memory_format=torch.channels_last) else out.contiguous()
 
 
-@torch.inference_mode()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, classes: int) -> tuple[float, float, torch.Tensor]:
-    """Mean loss, accuracy and predictions over (x, y), in eval mode and large batches."""
-    was_training = model.training
-    model.eval()
-    acc_dtype = accumulator_dtype(x.device)
-    total = torch.zeros((), device=x.device, dtype=acc_dtype)
-    preds = []
-    for i in range(0, len(x), EVAL_BATCH):
-        out = model(x[i:i + EVAL_BATCH])
-        total += F.cross_entropy(out, y[i:i + EVAL_BATCH], reduction="sum").to(acc_dtype)
-        preds.append(out.argmax(1))
-    model.train(was_training)
-    pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long, device=x.device)
-    n = max(len(x), 1)
-    return float(total) / n, float((pred == y).sum()) / n, pred
+class Members:
+    """The R models being trained. R = 1 is a plain module; R > 1 stacks the weights
+    (torch.func.stack_module_state) and runs one vmapped forward pass.
+
+    forward: x (R, B, ...) -> logits (R, B, classes); losses: (R,) mean loss of
+    each member (each member's gradient is that of its own mean loss).
+    """
+
+    def __init__(self, models: list[torch.nn.Module], cfg: RunConfig):
+        self.cfg = cfg
+        self.single = models[0] if len(models) == 1 else None
+        if self.single is not None:
+            self.opt = make_optimizer(cfg, self.single.parameters())
+            return
+        params, self.buffers = stack_module_state(models)  # each (R, ...)
+        self.params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+        self.opt = make_optimizer(cfg, list(self.params.values()))
+        base = copy.deepcopy(models[0]).to("meta")
+        self._vmapped = torch.vmap(lambda p, b, x: functional_call(base, (p, b), (x,)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.single is not None:
+            return self.single(x[0]).unsqueeze(0)
+        return self._vmapped(self.params, self.buffers, x)
+
+    def losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.single is not None:
+            return F.cross_entropy(out[0], y[0]).unsqueeze(0)
+        return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+
+    def loss_sums(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.single is not None:
+            return F.cross_entropy(out[0], y[0], reduction="sum").unsqueeze(0)
+        return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).sum(1)
+
+    def step(self, losses: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        self.opt.step()
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    def train(self, mode: bool = True) -> None:
+        if self.single is not None:
+            self.single.train(mode)  # stacked members run no dropout (they are not grouped with it)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only the stacked members at ``rows``, with their optimiser state."""
+        old = list(self.params.values())
+        state = [self.opt.state.get(p, {}) for p in old]
+        lr = self.opt.param_groups[0]["lr"]
+        self.params = {n: p.detach()[rows].clone().requires_grad_(True) for n, p in self.params.items()}
+        self.buffers = {n: b[rows] for n, b in self.buffers.items()}
+        self.opt = make_optimizer(self.cfg, list(self.params.values()))
+        self.set_lr(lr)
+        for p, st in zip(self.params.values(), state):
+            if st:
+                self.opt.state[p] = {k: (v[rows].clone() if torch.is_tensor(v) and v.dim() > 0 else v)
+                                     for k, v in st.items()}
+
+
+def _check_shared(cfgs: list[RunConfig]) -> None:
+    differ = [f for f in SHARED_FIELDS if len({getattr(c, f) for c in cfgs}) > 1]
+    if differ or (len(cfgs) > 1 and any(c.dropout or c.augment_shift for c in cfgs)):
+        raise ConfigError("runs trained together must share " + ", ".join(differ or SHARED_FIELDS)
+                          + " and use no dropout or shifts (their per-step randomness is per model)")
+
+
+def train_many(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.device | None = None,
+               on_epoch: Callable[[int, EpochRecord], None] | None = None,
+               progress: Callable[[range], object] | None = None) -> list[TrainResult]:
+    """Train len(cfgs) runs side by side (see the module docstring); one TrainResult each.
+
+    on_epoch(j, rec) is called with run j's record of each epoch as soon as it
+    is known (for logging and for writing history as it grows). progress, if
+    given, wraps the range of batch starts of an epoch (a progress bar).
+    """
+    _check_shared(cfgs)
+    cfg0, R = cfgs[0], len(cfgs)
+    device = device or resolve_device(cfg0.device)
+    classes = datas[0].classes
+    in_shape = tuple(datas[0].x_fit.shape[1:])
+    layout = memory_format(cfg0, device, stacked=R > 1) if len(in_shape) == 3 else torch.contiguous_format
+    seeds = [seeds_for(c.seed) for c in cfgs]
+    models = [create_model(c.model, in_shape=in_shape, classes=classes, dropout=c.dropout, init=c.init,
+                           generator=torch.Generator().manual_seed(s["init"])).to(device=device, memory_format=layout)
+              for c, s in zip(cfgs, seeds)]
+    n_params = count_parameters(models[0])
+    members = Members(models, cfg0)
+    del models
+    order = [torch.Generator().manual_seed(s["order"]) for s in seeds]
+    aug_gen = torch.Generator().manual_seed(seeds[0]["augment"])  # shifts are never stacked: R = 1
+
+    def put(name: str) -> torch.Tensor:
+        """One array of every member, on the device: (R, n, ...)."""
+        ts = [torch.from_numpy(np.ascontiguousarray(getattr(d, name))).to(device) for d in datas]
+        if R == 1:  # keep the single model's layout exactly (the layout changes the last bits of a conv)
+            t = ts[0]
+            return (t.contiguous(memory_format=layout) if t.dim() == 4 else t).unsqueeze(0)
+        return torch.stack(ts)
+
+    x_fit, y_fit, x_val, y_val = put("x_fit"), put("y_fit"), put("x_val"), put("y_val")
+    x_test, y_test = put("x_test"), put("y_test")
+    changed = torch.stack([torch.from_numpy(d.changed[: len(d.y_fit)]) for d in datas]).to(device)  # (R, n_fit)
+    n_fit, bs = x_fit.shape[1], cfg0.batch_size
+    background = float(datas[0].x_fit.min()) if n_fit else 0.0
+    stoppers = [Stopper(c, label_entropy(d.y_fit, d.classes)) for c, d in zip(cfgs, datas)]
+    histories: list[list[EpochRecord]] = [[] for _ in cfgs]
+    results: list[Optional[TrainResult]] = [None] * R
+    acc_dtype = accumulator_dtype(device)
+    live = list(range(R))  # the run index of each member still training
+
+    @torch.inference_mode()
+    def evaluate(x, y, rows: list[int]):
+        """(loss, acc, pred (len(rows), N)) of the members at these rows, in eval mode and large batches."""
+        members.train(False)
+        params_rows = torch.tensor(rows, device=device)
+        if members.single is None:
+            saved = members.params, members.buffers
+            members.params = {n: p.detach()[params_rows] for n, p in saved[0].items()}
+            members.buffers = {n: b[params_rows] for n, b in saved[1].items()}
+        data_rows = [live[r] for r in rows]
+        x, y = (x, y) if R == 1 else (x[data_rows], y[data_rows])
+        total = torch.zeros(len(rows), dtype=acc_dtype, device=device)
+        preds = []
+        for i in range(0, x.shape[1], EVAL_BATCH):
+            out = members.forward(x[:, i:i + EVAL_BATCH])  # (r, b, classes)
+            total += members.loss_sums(out, y[:, i:i + EVAL_BATCH]).to(acc_dtype)
+            preds.append(out.argmax(-1))
+        if members.single is None:
+            members.params, members.buffers = saved
+        members.train(True)
+        pred = torch.cat(preds, 1) if preds else torch.zeros(len(rows), 0, dtype=torch.long, device=device)
+        n = max(x.shape[1], 1)
+        accs = [float(c) / n for c in (pred == y).sum(1).tolist()]
+        return [float(t) / n for t in total.tolist()], accs, pred
+
+    elapsed = 0.0
+    members.train(True)
+    for epoch in range(1, max(c.epochs for c in cfgs) + 1):
+        lr = lr_at(cfg0, epoch)
+        members.set_lr(lr)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        L = len(live)
+        perms = torch.stack([torch.randperm(n_fit, generator=order[j]) for j in live]).to(device)  # (L, n_fit)
+        rows = torch.tensor(live, device=device)[:, None]  # each member's row of the data
+        loss_sum = torch.zeros(L, device=device)
+        correct = torch.zeros(L, device=device, dtype=torch.long)
+        hist = torch.zeros(L, classes, device=device, dtype=torch.long)
+        starts = range(0, n_fit, bs)
+        for i in (progress(starts) if progress else starts):
+            idx = perms[:, i:i + bs]  # (L, B)
+            if R == 1:
+                xb, yb = x_fit[0][idx[0]].unsqueeze(0), y_fit[0][idx[0]].unsqueeze(0)  # (1, B, C, H, W), (1, B)
+            else:
+                xb, yb = x_fit[rows, idx], y_fit[rows, idx]
+            if cfg0.augment_shift:
+                xb = shift_batch(xb[0], cfg0.augment_shift, aug_gen, background).unsqueeze(0)
+            out = members.forward(xb)  # (L, B, classes)
+            losses = members.losses(out, yb)
+            members.step(losses)
+            with torch.no_grad():
+                pred = out.argmax(-1)
+                loss_sum += losses.detach() * idx.shape[1]
+                correct += (pred == yb).sum(1)
+                hist += F.one_hot(pred, classes).sum(1)
+        run_loss = [v / n_fit for v in loss_sum.tolist()]  # the one host sync of the epoch
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        run_acc = [float(c) / n_fit for c in correct.tolist()]
+        shares = [float(m) / n_fit for m in hist.max(1).values.tolist()]
+
+        t1 = time.perf_counter()
+        everyone = list(range(L))
+        val = evaluate(x_val, y_val, everyone) if x_val.shape[1] else ([math.nan] * L, [math.nan] * L, None)
+        need_full = [r for r, j in enumerate(live)
+                     if (cfgs[j].stop_at is not None and run_acc[r] >= cfgs[j].stop_at)
+                     or (cfgs[j].eval_every and epoch % cfgs[j].eval_every == 0) or epoch == cfgs[j].epochs]
+        full = {}
+        if need_full:
+            f_loss, f_acc, f_pred = evaluate(x_fit, y_fit, need_full)
+            for m, r in enumerate(need_full):
+                hits, ch = f_pred[m] == y_fit[0 if R == 1 else live[r]], changed[live[r]]
+                full[r] = (f_loss[m], f_acc[m], float(hits[ch].float().mean()) if bool(ch.any()) else None,
+                           float(hits[~ch].float().mean()) if bool((~ch).any()) else None)
+        eval_seconds = time.perf_counter() - t1
+        leaving = []
+        for r, j in enumerate(live):
+            rec = EpochRecord(epoch=epoch, seconds=seconds, loss=run_loss[r], acc=run_acc[r], val_loss=val[0][r],
+                              val_acc=val[1][r], pred_max_share=shares[r], lr=lr, eval_seconds=eval_seconds)
+            if r in full:
+                rec.train_loss_full, rec.train_acc_full, rec.corrupt_acc, rec.clean_acc = full[r]
+            histories[j].append(rec)
+            if on_epoch:
+                on_epoch(j, rec)
+            if stoppers[j].update(rec, elapsed):
+                leaving.append(r)
+        for r in leaving:
+            j = live[r]
+            f = full.get(r) or [v[0] for v in evaluate(x_fit, y_fit, [r])[:2]]
+            t_loss, t_acc, t_pred = evaluate(x_test, y_test, [r])
+            results[j] = stoppers[j].result(
+                histories[j], train=(f[0], f[1]), test=(t_loss[0], t_acc[0], t_pred[0].cpu().numpy()),
+                train_seconds=elapsed, seconds_per_epoch=steady_seconds(histories[j]) / L, n_fit=n_fit,
+                parameters=n_params)
+        if leaving:
+            live = [j for r, j in enumerate(live) if r not in leaving]
+            if not live:
+                break
+            members.keep(torch.tensor([r for r in range(L) if r not in leaving], device=device))
+    return results  # type: ignore[return-value]
 
 
 def train(cfg: RunConfig, data: Prepared, *, device: torch.device | None = None,
           on_epoch: Callable[[EpochRecord], None] | None = None,
-          progress: Callable[[int], object] | None = None) -> TrainResult:
-    """Train one model as ``cfg`` says on ``data``; return its history and final numbers.
-
-    on_epoch is called with each epoch's record as soon as it is known (for
-    logging and for writing history as it grows). progress, if given, wraps
-    the range of batch indices of an epoch (a progress bar).
-    """
-    device = device or resolve_device(cfg.device)
-    s = seeds_for(cfg.seed)
-    init_gen = torch.Generator().manual_seed(s["init"])
-    order_gen = torch.Generator().manual_seed(s["order"])
-    aug_gen = torch.Generator().manual_seed(s["augment"])
-    in_shape = tuple(data.x_fit.shape[1:])
-    model = create_model(cfg.model, in_shape=in_shape, classes=data.classes, dropout=cfg.dropout,
-                         init=cfg.init, generator=init_gen)
-    layout = torch.channels_last if cfg.channels_last and len(in_shape) == 3 else torch.contiguous_format
-    model = model.to(device=device, memory_format=layout)
-    opt = _optimizer(cfg, model.parameters())
-
-    def put(a):
-        t = torch.from_numpy(np.ascontiguousarray(a)).to(device)
-        return t.contiguous(memory_format=layout) if t.dim() == 4 else t
-
-    x_fit, y_fit = put(data.x_fit), put(data.y_fit)
-    x_val, y_val = put(data.x_val), put(data.y_val)
-    x_test, y_test = put(data.x_test), put(data.y_test)
-    changed_fit = put(data.changed[: len(data.y_fit)])
-    n_fit, bs = len(x_fit), cfg.batch_size
-    background = float(data.x_fit.min()) if n_fit else 0.0
-
-    stopper = Stopper(cfg, label_entropy(data.y_fit, data.classes))
-    history: list[EpochRecord] = []
-    elapsed = 0.0
-    full = None  # (loss, acc) of the last full-train evaluation, and the epoch it was made
-    model.train()
-    for epoch in range(1, cfg.epochs + 1):
-        lr = _lr_at(cfg, epoch)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        perm = torch.randperm(n_fit, generator=order_gen).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        hist = torch.zeros(data.classes, device=device, dtype=torch.long)
-        starts = range(0, n_fit, bs)
-        for i in (progress(starts) if progress else starts):
-            idx = perm[i:i + bs]
-            xb, yb = x_fit[idx], y_fit[idx]  # (B, 1, 28, 28), (B,)
-            if cfg.augment_shift:
-                xb = shift_batch(xb, cfg.augment_shift, aug_gen, background)
-            out = model(xb)  # (B, classes)
-            loss = F.cross_entropy(out, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                pred = out.argmax(1)
-                loss_sum += loss.detach() * len(idx)
-                correct += (pred == yb).sum()
-                hist += torch.bincount(pred, minlength=data.classes)
-        run_loss = float(loss_sum) / n_fit  # the one host sync of the epoch
-        seconds = time.perf_counter() - t0
-        elapsed += seconds
-        run_acc = float(correct) / n_fit
-
-        t1 = time.perf_counter()
-        val_loss, val_acc, _ = evaluate(model, x_val, y_val, data.classes) if len(x_val) else (math.nan, math.nan, None)
-        rec = EpochRecord(epoch=epoch, seconds=seconds, loss=run_loss, acc=run_acc, val_loss=val_loss,
-                          val_acc=val_acc, pred_max_share=float(hist.max()) / n_fit, lr=lr)
-        threshold_hit = cfg.stop_at is not None and run_acc >= cfg.stop_at
-        if threshold_hit or (cfg.eval_every and epoch % cfg.eval_every == 0) or epoch == cfg.epochs:
-            f_loss, f_acc, f_pred = evaluate(model, x_fit, y_fit, data.classes)
-            rec.train_loss_full, rec.train_acc_full = f_loss, f_acc
-            hits = f_pred == y_fit
-            if bool(changed_fit.any()):
-                rec.corrupt_acc = float(hits[changed_fit].float().mean())
-            if bool((~changed_fit).any()):
-                rec.clean_acc = float(hits[~changed_fit].float().mean())
-            full = (f_loss, f_acc, epoch)
-        rec.eval_seconds = time.perf_counter() - t1
-        history.append(rec)
-        if on_epoch:
-            on_epoch(rec)
-
-        if stopper.update(rec, elapsed):
-            break
-
-    if full is None or full[2] != len(history):
-        f_loss, f_acc, _ = evaluate(model, x_fit, y_fit, data.classes)
-    else:
-        f_loss, f_acc = full[0], full[1]
-    test_loss, test_acc, test_pred = evaluate(model, x_test, y_test, data.classes)
-    return stopper.result(history, train=(f_loss, f_acc), test=(test_loss, test_acc, test_pred.cpu().numpy()),
-                          train_seconds=elapsed, seconds_per_epoch=steady_seconds(history), n_fit=n_fit,
-                          parameters=count_parameters(model))
+          progress: Callable[[range], object] | None = None) -> TrainResult:
+    """Train one model as ``cfg`` says on ``data``: train_many with R = 1."""
+    return train_many([cfg], [data], device=device, on_epoch=on_epoch and (lambda j, rec: on_epoch(rec)),
+                      progress=progress)[0]
