@@ -83,7 +83,8 @@ def dataloader_epochs(dataset, device, epochs: int) -> list[float]:
     data = prepare(dataset, cfg)
     ds = TensorDataset(torch.from_numpy(data.x_fit), torch.from_numpy(data.y_fit))
     loader = DataLoader(ds, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
-    model = create_model("seed-cnn", generator=torch.Generator().manual_seed(0)).to(device)
+    model = create_model("seed-cnn", in_shape=data.x_fit.shape[1:], classes=data.classes,
+                         generator=torch.Generator().manual_seed(0)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     times = []
     for _ in range(epochs + 1):

@@ -155,7 +155,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from rote.data import sources
+    from rote.data import registry, sources
 
     if args.data_command == "fetch":
         path = sources.fetch(args.name, data_dir=args.data_dir, log=print)
@@ -163,7 +163,7 @@ def cmd_data(args) -> int:
         return 0
     if args.data_command == "list":
         print(f"{'dataset':<15} {'verified':<9} where")
-        for name in sources.DATASETS:
+        for name in registry.DATASETS:
             st = sources.dataset_status(name, data_dir=args.data_dir)
             print(f"{name:<15} {'yes' if st['verified'] else 'no':<9} {st['path'] or '-'}")
         return 0
@@ -283,10 +283,16 @@ def cmd_report(args) -> int:
 
 
 def cmd_models(args) -> int:
+    from rote.config import RunConfig
+    from rote.data.registry import get_spec
     from rote.models import available_models, count_parameters, create_model
 
+    # parameter counts depend on the input shape: give them for the default dataset
+    spec = get_spec(RunConfig().dataset)
+    print(f"parameters on {spec.title} ({'x'.join(map(str, spec.image_shape))}, {spec.classes} classes)")
     for name, help in available_models().items():
-        print(f"{name:<10} {count_parameters(create_model(name)):>10,} parameters  {help}")
+        model = create_model(name, in_shape=spec.image_shape, classes=spec.classes)
+        print(f"{name:<10} {count_parameters(model):>10,} parameters  {help}")
     return 0
 
 

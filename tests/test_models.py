@@ -5,11 +5,13 @@ import torch
 from torch import nn
 
 from rote.errors import ConfigError
-from rote.models import available_models, count_parameters, create_model
+from rote.models import available_models, check_model_name, count_parameters, create_model
+
+MNIST = dict(in_shape=(1, 28, 28), classes=10)
 
 
 def test_seed_cnn_has_the_seeds_889834_parameters_and_layer_shapes():
-    m = create_model("seed-cnn")
+    m = create_model("seed-cnn", **MNIST)
     assert count_parameters(m) == 889_834
     shapes = []
     x = torch.zeros(2, 1, 28, 28)
@@ -29,22 +31,28 @@ def test_seed_cnn_has_the_seeds_889834_parameters_and_layer_shapes():
     ("cnn:4", (1 * 9 * 4 + 4) + (4 * 9 * 8 + 8) + (8 * 9 * 16 + 16) + (16 * 9 * 32 + 32) + 32 * 10 + 10),
 ])
 def test_parameter_counts(name, params):
-    assert count_parameters(create_model(name)) == params
+    assert count_parameters(create_model(name, **MNIST)) == params
 
 
 @pytest.mark.parametrize("name", ["seed-cnn", "mlp:512", "mlp:64x64", "cnn:8"])
 def test_every_model_maps_images_to_logits(name):
-    m = create_model(name, dropout=0.5)
+    m = create_model(name, **MNIST, dropout=0.5)
     assert m(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("name", ["seed-cnn", "mlp:64", "cnn:4"])
+def test_models_take_the_datasets_shape_and_classes(name):
+    m = create_model(name, in_shape=(3, 32, 32), classes=100)
+    assert m(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
 
 
 def test_every_registered_family_builds():
     for family in available_models():
-        assert count_parameters(create_model(family)) > 0
+        assert count_parameters(create_model(family, **MNIST)) > 0
 
 
 def test_keras_init_is_glorot_uniform_with_zero_biases():
-    m = create_model("seed-cnn", init="keras", generator=torch.Generator().manual_seed(0))
+    m = create_model("seed-cnn", **MNIST, init="keras", generator=torch.Generator().manual_seed(0))
     for layer in m:
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
             w = layer.weight
@@ -58,7 +66,7 @@ def test_keras_init_is_glorot_uniform_with_zero_biases():
 
 
 def test_torch_init_keeps_pytorch_defaults():
-    m = create_model("seed-cnn", init="torch", generator=torch.Generator().manual_seed(0))
+    m = create_model("seed-cnn", **MNIST, init="torch", generator=torch.Generator().manual_seed(0))
     dense = m[11]
     bound = 1 / math.sqrt(1600)
     assert torch.count_nonzero(dense.bias) > 0 and dense.bias.abs().max() <= bound
@@ -66,11 +74,13 @@ def test_torch_init_keeps_pytorch_defaults():
 
 
 def test_init_reproducible_from_generator():
-    a = create_model("seed-cnn", generator=torch.Generator().manual_seed(3))
-    b = create_model("seed-cnn", generator=torch.Generator().manual_seed(3))
+    a = create_model("seed-cnn", **MNIST, generator=torch.Generator().manual_seed(3))
+    b = create_model("seed-cnn", **MNIST, generator=torch.Generator().manual_seed(3))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
 def test_unknown_model_is_a_config_error():
     with pytest.raises(ConfigError):
-        create_model("vgg")
+        create_model("vgg", **MNIST)
+    with pytest.raises(ConfigError):
+        check_model_name("mlp:0")

@@ -1,37 +1,10 @@
-"""Datasets for rote: reading IDX/npz files and finding verified copies.
+"""Datasets for rote, one concept per module; import names from their module.
+
+registry    what each dataset is: files, pinned hashes, image shape, classes
+sources     finding, fetching, verifying and caching those files; load_dataset
+idx         readers for the IDX and npz formats
+corruption  label and input corruptions
+prepare     from a dataset and a run's settings to the arrays a run trains on
 
 Nothing here imports torch; converting arrays to tensors is the caller's job.
 """
-
-from rote.data.idx import read_idx, read_idx_images, read_idx_labels, read_npz
-from rote.data.sources import (
-    DATASETS,
-    Dataset,
-    DatasetSpec,
-    FileSpec,
-    Source,
-    cache_dir,
-    dataset_status,
-    default_sources,
-    fetch,
-    get_spec,
-    load_dataset,
-)
-
-__all__ = [
-    "DATASETS",
-    "Dataset",
-    "DatasetSpec",
-    "FileSpec",
-    "Source",
-    "cache_dir",
-    "dataset_status",
-    "default_sources",
-    "fetch",
-    "get_spec",
-    "load_dataset",
-    "read_idx",
-    "read_idx_images",
-    "read_idx_labels",
-    "read_npz",
-]

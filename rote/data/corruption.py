@@ -78,7 +78,10 @@ def corrupt_labels(
 def corrupt_inputs(
     x_train: np.ndarray, x_test: np.ndarray, spec: str, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Apply an input corruption to scaled float images (N, 1, H, W), train and test alike.
+    """Apply an input corruption to scaled float images (N, C, H, W), train and test alike.
+
+    A pixel is a position with all its channels: permutations move positions
+    and never mix channels.
 
     shuffled-pixels: one pixel permutation shared by every image;
     random-pixels:   an independent permutation for each image;
@@ -89,18 +92,18 @@ def corrupt_inputs(
     if spec == "none":
         return x_train, x_test
 
-    def flat(x):  # (N, 1, H, W) -> (N, H*W)
-        return x.reshape(len(x), -1)
+    def flat(x):  # (N, C, H, W) -> (N, C, H*W)
+        return x.reshape(*x.shape[:2], -1)
 
     shape_tr, shape_te = x_train.shape, x_test.shape
+    pixels = shape_tr[2] * shape_tr[3]
     if spec == "shuffled-pixels":
-        perm = rng.permutation(flat(x_train).shape[1])
-        return flat(x_train)[:, perm].reshape(shape_tr), flat(x_test)[:, perm].reshape(shape_te)
+        perm = rng.permutation(pixels)
+        return flat(x_train)[:, :, perm].reshape(shape_tr), flat(x_test)[:, :, perm].reshape(shape_te)
     if spec == "random-pixels":
         def each(x):
-            f = flat(x)
-            order = np.argsort(rng.random(f.shape), axis=1)  # one permutation per row
-            return np.take_along_axis(f, order, axis=1).reshape(x.shape)
+            order = np.argsort(rng.random((len(x), pixels)), axis=1)  # one permutation per image
+            return np.take_along_axis(flat(x), order[:, None, :], axis=2).reshape(x.shape)
         return each(x_train), each(x_test)
     mean, std = float(x_train.mean()), float(x_train.std())
     noise = lambda shape: rng.normal(mean, std, size=shape).astype(np.float32)  # noqa: E731

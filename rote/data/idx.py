@@ -5,8 +5,9 @@ code, the number of dimensions, then one big-endian uint32 per dimension, then
 the values in row-major order.  Only dtype 0x08 (unsigned byte) is supported,
 because that is all MNIST and Fashion-MNIST use.
 
-Every reader hands back images as uint8 (N, 28, 28) and labels as int64 (N,),
-so the rest of rote never has to think about where the arrays came from.
+Images come back uint8 as stored, (N, H, W) or (N, H, W, C), and labels int64
+(N,), so the rest of rote never has to think about where the arrays came from;
+whether the image shape is the dataset's is the Dataset's check.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from rote.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
 IDX_UBYTE = 0x08
-IMAGE_SHAPE = (28, 28)
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
@@ -91,24 +91,11 @@ def parse_idx(data: bytes, where: str) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file, raw or gzip-compressed, into a uint8 array.
-
-    Compression is detected from the gzip magic bytes, not the file name,
-    because renamed or half-unpacked downloads are common.
-    """
-    path = Path(path)
-    data = _read_file(path)
-    if data[:2] == GZIP_MAGIC:
-        data = gunzip(data, str(path))
-    return parse_idx(data, str(path))
-
-
 def as_images(array: np.ndarray, where: str) -> np.ndarray:
-    """Check that an array is a stack of 28x28 uint8 images."""
-    if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
+    """Check that an array is a stack of images, (N, H, W) or (N, H, W, C); return uint8."""
+    if array.ndim not in (3, 4):
         raise DataError(
-            f"{where} has shape {array.shape}, expected (N, 28, 28) images; "
+            f"{where} has shape {array.shape}, expected (N, H, W) or (N, H, W, C) images; "
             "check that it is an images file, not a labels file"
         )
     return np.ascontiguousarray(array, dtype=np.uint8)
@@ -124,20 +111,10 @@ def as_labels(array: np.ndarray, where: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def read_idx_images(path: str | Path) -> np.ndarray:
-    """Read an IDX images file: uint8 (N, 28, 28)."""
-    return as_images(read_idx(path), str(path))
-
-
-def read_idx_labels(path: str | Path) -> np.ndarray:
-    """Read an IDX labels file: int64 (N,)."""
-    return as_labels(read_idx(path), str(path))
-
-
 def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Read a Keras-style mnist.npz: (x_train, y_train, x_test, y_test).
 
-    Images come back uint8 (N, 28, 28) and labels int64 (N,).
+    Images come back uint8 as stored and labels int64 (N,).
     """
     path = Path(path)
     fix = "replace it with a fresh copy of Keras' mnist.npz"
@@ -180,15 +157,4 @@ def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
             )
         out += [x, y]
     return tuple(out)  # type: ignore[return-value]
-
-
-def _read_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a directory, expected a file") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
 

@@ -1,10 +1,10 @@
 """From a dataset and a run's settings to the arrays a run trains on.
 
-The order of the steps is the seed's: scale to x/255 - 0.5 in (N, 1, 28, 28)
-float32; take the first N training images; draw their labels (for 'permute',
-from a permutation of the whole label array); hold out the LAST val_split of
-those N, before any shuffling (Keras's validation_split); keep the 10,000
-test images with their true labels.
+The order of the steps is the seed's: scale to x/255 - 0.5 in (N, C, H, W)
+float32, the shape the dataset's spec gives; take the first N training images;
+draw their labels (for 'permute', from a permutation of the whole label
+array); hold out the LAST val_split of those N, before any shuffling (Keras's
+validation_split); keep all the test images with their true labels.
 """
 
 from __future__ import annotations
@@ -14,17 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from rote.config import seeds_for
-from rote.errors import ConfigError
 from rote.data.corruption import corrupt_inputs, corrupt_labels
+from rote.data.registry import channels_first
+from rote.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Prepared:
-    x_fit: np.ndarray  # (n_fit, 1, 28, 28) float32, the part that is trained on
+    x_fit: np.ndarray  # (n_fit, C, H, W) float32, the part that is trained on
     y_fit: np.ndarray  # (n_fit,) int64, possibly corrupted
-    x_val: np.ndarray  # (n_val, 1, 28, 28), the last val_split of the first N
+    x_val: np.ndarray  # (n_val, C, H, W), the last val_split of the first N
     y_val: np.ndarray  # (n_val,), labels drawn the same way as y_fit
-    x_test: np.ndarray  # (10000, 1, 28, 28)
+    x_test: np.ndarray  # (n_test, C, H, W), every test image
     y_test: np.ndarray  # true labels, always
     labels: np.ndarray  # (N,) the training labels actually used (fit then val)
     true_labels: np.ndarray  # (N,) the dataset's labels for the same images
@@ -36,9 +37,9 @@ class Prepared:
         return float(self.changed.mean()) if len(self.changed) else 0.0
 
 
-def scale(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, H, W) -> float32 (N, 1, H, W) in [-0.5, 0.5], as the seed: x / 255 - 0.5."""
-    return (images.astype(np.float32) / 255.0 - 0.5)[:, None, :, :]
+def scale(images: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """uint8 images as stored -> float32 (N, C, H, W) in [-0.5, 0.5], as the seed: x / 255 - 0.5."""
+    return channels_first(images, image_shape).astype(np.float32) / 255.0 - 0.5
 
 
 def prepare(dataset, cfg) -> Prepared:
@@ -51,8 +52,8 @@ def prepare(dataset, cfg) -> Prepared:
     n = cfg.n_train
     labels, changed = corrupt_labels(dataset.y_train, n, cfg.labels, np.random.default_rng(s["labels"]),
                                      dataset.classes)
-    x = scale(dataset.x_train[:n])
-    x_test = scale(dataset.x_test)
+    x = scale(dataset.x_train[:n], dataset.image_shape)
+    x_test = scale(dataset.x_test, dataset.image_shape)
     x, x_test = corrupt_inputs(x, x_test, cfg.inputs, np.random.default_rng(s["inputs"]))
     split = n - cfg.n_val
     return Prepared(

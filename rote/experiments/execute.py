@@ -249,14 +249,17 @@ def _calibrate(cfg: RunConfig) -> float:
     import torch
     import torch.nn.functional as F
 
-    from rote.models import create_model
     from rote.config import resolve_device
+    from rote.data.registry import get_spec
+    from rote.models import create_model
 
     device = resolve_device(cfg.device)
-    model = create_model(cfg.model, generator=torch.Generator().manual_seed(0)).to(device)
+    spec = get_spec(cfg.dataset)
+    model = create_model(cfg.model, in_shape=spec.image_shape, classes=spec.classes,
+                         generator=torch.Generator().manual_seed(0)).to(device)
     opt = torch.optim.Adam(model.parameters())
-    x = torch.randn(cfg.batch_size, 1, 28, 28, device=device)
-    y = torch.randint(0, 10, (cfg.batch_size,), device=device)
+    x = torch.randn(cfg.batch_size, *spec.image_shape, device=device)
+    y = torch.randint(0, spec.classes, (cfg.batch_size,), device=device)
     steps, t = 0, 0.0
     for i in range(8):
         t0 = time.perf_counter()

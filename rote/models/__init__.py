@@ -1,7 +1,8 @@
 """A registry of models: adding one is one decorated function.
 
 A model name is ``family`` or ``family:arg`` (``seed-cnn``, ``mlp:512x512``,
-``cnn:16``). Every model maps images (B, 1, 28, 28) to logits (B, classes).
+``cnn:16``). Every model maps images (B, C, H, W) to logits (B, classes); the
+caller passes the dataset's (C, H, W) and class count.
 """
 
 from __future__ import annotations
@@ -30,21 +31,28 @@ def available_models() -> dict[str, str]:
     return dict(_HELP)
 
 
-def check_model_name(name: str) -> None:
+def _build(name: str, **kw) -> nn.Module:
     family, _, arg = name.partition(":")
     if family not in _REGISTRY:
         raise ConfigError(f"unknown model '{name}'; choose one of: {', '.join(_REGISTRY)}")
-    # build on the meta device: checks the argument without allocating weights
+    return _REGISTRY[family](arg or None, **kw)
+
+
+def check_model_name(name: str, *, in_shape=(1, 28, 28), classes: int = 10) -> None:
+    """Raise ConfigError unless ``name`` is a known family with a valid argument.
+
+    Config validation checks the name before any data is loaded, so the shape
+    defaults to MNIST's; a model's argument does not depend on the shape.
+    Building on the meta device checks it without allocating weights.
+    """
     with torch.device("meta"):
-        _REGISTRY[family](arg or None, in_shape=(1, 28, 28), classes=10, dropout=0.0)
+        _build(name, in_shape=in_shape, classes=classes, dropout=0.0)
 
 
-def create_model(name: str, *, in_shape=(1, 28, 28), classes: int = 10, dropout: float = 0.0,
+def create_model(name: str, *, in_shape: tuple[int, int, int], classes: int, dropout: float = 0.0,
                  init: str = "keras", generator: torch.Generator | None = None) -> nn.Module:
-    family, _, arg = name.partition(":")
-    if family not in _REGISTRY:
-        raise ConfigError(f"unknown model '{name}'; choose one of: {', '.join(_REGISTRY)}")
-    model = _REGISTRY[family](arg or None, in_shape=in_shape, classes=classes, dropout=dropout)
+    """A freshly initialised model for images ``in_shape`` = (C, H, W) and ``classes`` classes."""
+    model = _build(name, in_shape=in_shape, classes=classes, dropout=dropout)
     initialise(model, init, generator)
     return model
 
