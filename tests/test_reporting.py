@@ -16,7 +16,8 @@ from rote.experiments.store import Store
 from rote.experiments.sweep import parse_sweep
 from rote.reporting.figures import FIGURES, plot_sweep
 from rote.reporting.report import write_report
-from rote.reporting.table import fit_epoch, summary_rows, write_table
+from rote.reporting.results import fit_epoch, load, summary_rows
+from rote.reporting.table import write_table
 
 SWEEP = """\
 name: tiny
@@ -88,7 +89,7 @@ def _approx(a, b):
 def test_summary_rows_are_the_means_and_stds_of_the_result_files(store):
     results = _results(store)
     assert len(results) == 12
-    rows = summary_rows(store)
+    rows = summary_rows(load(store))
     assert [(r["labels"], r["n_train"]) for r in rows] == [
         ("true", 100), ("true", 200), ("partial:0.5", 100), ("partial:0.5", 200),
         ("random", 100), ("random", 200)]  # grid order, only the varying fields
@@ -121,7 +122,7 @@ def test_memorised_runs_and_outcome_fractions(store, tmp_path):
     for r, edit in zip(recs, edits):
         res = {**r["result"], **edit}
         (r["dir"] / "result.json").write_text(json.dumps(res))
-    row = next(r for r in summary_rows(s) if r["labels"] == "random" and r["n_train"] == 200)
+    row = next(r for r in summary_rows(load(s)) if r["labels"] == "random" and r["n_train"] == 200)
     assert row["memorized_epoch_mean"] == 2 and row["memorized_epoch_std"] is None  # one memorised run
     assert row["seconds_to_memorize_mean"] == 0.5
     assert row["frac_memorized"] == row["frac_collapsed"] == 0.5 and row["frac_unfinished"] == 0
@@ -149,7 +150,7 @@ def test_fit_epoch_of_a_stop_at_none_run_comes_from_its_history(store, tmp_path)
 def test_write_table_text_csv_and_markdown(store, tmp_path):
     text, paths = write_table(store, tmp_path / "out")
     assert [p.name for p in paths] == ["summary.csv", "summary.md"]
-    rows = summary_rows(store)
+    rows = summary_rows(load(store))
     with open(paths[0], newline="") as f:
         table = list(csv.DictReader(f))
     assert len(table) == len(rows) == 6
@@ -202,12 +203,13 @@ def test_report_is_one_self_contained_escaped_html_file(store, tmp_path):
     parser.feed(text)
     assert parser.refs and all(r.startswith("data:image/png;base64,") for r in parser.refs)
     assert len(parser.refs) == 5  # every figure the store supports
+    assert all(f"<h3>{f.title}</h3>" in text for f in FIGURES.values() if f.name != "seed_outcomes")
     assert not parser.tags & {"script", "link", "iframe", "object", "embed"}
     low = text.lower()
     for bad in ('src="http', "src='http", 'href="http', "url(", "@import", "@font-face"):
         assert bad not in low
     # the summary table, the runs, the sweep file and the environment
-    first = summary_rows(store)[0]
+    first = summary_rows(load(store))[0]
     assert f"{100 * first['test_acc_mean']:.1f} ± {100 * first['test_acc_std']:.1f}%" in text
     for r in store.records():
         assert r["key"] in text
@@ -218,7 +220,7 @@ def test_report_is_one_self_contained_escaped_html_file(store, tmp_path):
 def test_an_empty_store_reports_that_it_is_empty(tmp_path):
     s = Store(tmp_path / "empty").create()
     (s.root / "sweep.yaml").write_text(SWEEP)
-    assert summary_rows(s) == []
+    assert summary_rows(load(s)) == []
     text, _ = write_table(s, tmp_path / "t")
     assert "no finished runs" in text
     notes = []

@@ -6,29 +6,20 @@ can be redrawn at any time without retraining.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-from rote.reporting.style import figure, save
-
-
-def read_history(path: Path) -> dict[str, list]:
-    cols: dict[str, list] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            for k, v in row.items():
-                cols.setdefault(k, []).append(float(v) if v not in ("", None) else None)
-    return cols
+from rote.reporting.results import read_history
+from rote.reporting.style import save, subplots
 
 
 def plot_run(run_dir: Path) -> list[Path]:
     run_dir = Path(run_dir)
-    h = read_history(run_dir / "history.csv")
+    h = read_history(run_dir)
     result = json.loads((run_dir / "result.json").read_text()) if (run_dir / "result.json").exists() else {}
     cfg = json.loads((run_dir / "config.json").read_text())["config"]
     ep = h.get("epoch", [])
-    fig, (ax_loss, ax_acc) = figure(ncols=2, width=4.2, height=3.2)
+    fig, (ax_loss, ax_acc) = subplots(ncols=2, width=4.2, height=3.2)
 
     ax_loss.plot(ep, h["loss"], label="loss (training part)", color="C0")
     ax_loss.plot(ep, h["val_loss"], label="val_loss", color="C1")

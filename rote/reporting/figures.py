@@ -1,14 +1,9 @@
 """The figures of a sweep, drawn from its store alone (Zhang et al. 2017, Fig. 1, and more).
 
-Every figure the store's data supports is drawn, as PNG and SVG; one it cannot
-support is skipped with a note saying why:
-
-    learning_curves   training loss against epoch, one line per condition      (Zhang Fig. 1a)
-    time_to_fit       epochs to memorise against label corruption              (Zhang Fig. 1b)
-    test_error        test error against label corruption, with chance         (Zhang Fig. 1c)
-    capacity          final training accuracy and epochs to memorise against n_train
-    clean_vs_corrupt  accuracy on the kept and on the changed training labels against epoch
-    seed_outcomes     per-seed test accuracy and chance band, coloured by outcome
+Each figure is a function registered with ``@figure(name, title)``; FIGURES
+holds them in the order they are drawn and shown. Every figure the store's
+data supports is drawn, as PNG and SVG; one it cannot support raises Skip,
+and is left out with a note saying why.
 
 Lines are means over seeds; shaded bands are min-max over seeds (curves) and
 error bars mean ± std over seeds (per-condition numbers); dots are single runs.
@@ -17,19 +12,36 @@ error bars mean ± std over seeds (per-condition numbers); dots are single runs.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 from matplotlib.ticker import MaxNLocator
 
-from rote.reporting.curves import read_history
-from rote.reporting.style import (OUTCOME_COLORS, OUTCOME_MARKERS, RC, condition_color, figure, legend, plt,
-                                  save)
-from rote.reporting.table import OUTCOMES, Condition, SweepData, fit_epoch, fmt_value, load, mean_std
+from rote.config import fit_threshold
+from rote.data.corruption import parse_label_corruption
+from rote.errors import ConfigError
+from rote.reporting.results import OUTCOMES, Condition, SweepData, fit_epoch, fmt_value, load, mean_std
+from rote.reporting.style import (OUTCOME_COLORS, OUTCOME_MARKERS, RC, condition_color, legend, plt, save,
+                                  subplots)
 
-FIGURES = ("learning_curves", "time_to_fit", "test_error", "capacity", "clean_vs_corrupt", "seed_outcomes")
+
+@dataclass(frozen=True)
+class Figure:
+    name: str  # also the file name
+    title: str
+    draw: Callable[[SweepData], tuple]  # -> (matplotlib figure, caption); raises Skip
+
+
+FIGURES: dict[str, Figure] = {}
+
+
+def figure(name: str, title: str):
+    """Register the decorated drawer as the figure `name`."""
+    def register(draw):
+        FIGURES[name] = Figure(name, title, draw)
+        return draw
+    return register
 
 
 @dataclass
@@ -48,11 +60,9 @@ class Skip(Exception):
 
 def corruption_level(labels: str) -> Optional[float]:
     """The P of partial:P / flip:P; true labels are 0, random and permuted labels 1."""
-    from rote.data.corruption import parse_label_corruption
-
     try:
         c = parse_label_corruption(str(labels))
-    except Exception:
+    except ConfigError:
         return None
     return {"true": 0.0, "random": 1.0, "permute": 1.0}.get(c.kind, c.p)
 
@@ -61,23 +71,10 @@ def _label_kind(labels: str) -> str:
     return str(labels).partition(":")[0]
 
 
-class _Ctx:
-    def __init__(self, data: SweepData):
-        self.data = data
-        self._hist: dict = {}
-
-    def history(self, record) -> dict:
-        key = record["key"]
-        if key not in self._hist:
-            path = Path(record["dir"]) / "history.csv"
-            self._hist[key] = read_history(path) if path.is_file() else {}
-        return self._hist[key]
-
-
 def _series(data: SweepData, field: str, xfunc: Callable[[Condition], Optional[float]]):
     """Conditions grouped into lines along `field`: [(label, [(x, condition), ...]), ...]."""
     others = [k for k in data.varying if k != field]
-    groups: "OrderedDict[tuple, list]" = OrderedDict()
+    groups: dict[tuple, list] = {}
     for c in data.conditions:
         x = xfunc(c)
         if x is None:
@@ -99,8 +96,9 @@ def _series(data: SweepData, field: str, xfunc: Callable[[Condition], Optional[f
     return out
 
 
-def _jitter_lin(span: float):
-    d = 0.012 * (span or 1.0)
+def _jitter_lin(levels):
+    """Runs at one x side by side, 1.2% of the x range apart."""
+    d = 0.012 * ((max(levels) - min(levels)) or 1.0)
     return lambda x, j, n: x + (j - (n - 1) / 2) * d
 
 
@@ -127,6 +125,25 @@ class _MeanLine:
                         zorder=4, label=label)
 
 
+def _per_epoch(data: SweepData, runs, column: str, scale: float = 1.0) -> dict[int, list]:
+    """The finite values of a history column in each epoch, over runs."""
+    per: dict = {}
+    for r in runs:
+        h = data.history(r)
+        for e, v in zip(h.get("epoch", []), h.get(column, [])):
+            if e is not None and v is not None and math.isfinite(v):
+                per.setdefault(int(e), []).append(scale * v)
+    return per
+
+
+def _mean_and_range(ax, per: dict, n_runs: int, color, alpha: float, **kw):
+    """A _per_epoch dict drawn as its mean, shaded min-max when there are several runs."""
+    ep = sorted(per)
+    ax.plot(ep, [sum(per[e]) / len(per[e]) for e in ep], color=color, lw=1.6, **kw)
+    if n_runs > 1:
+        ax.fill_between(ep, [min(per[e]) for e in ep], [max(per[e]) for e in ep], color=color, alpha=alpha, lw=0)
+
+
 def _not_fit_proxies(ax, kinds: set):
     """Legend entries for the runs that did not memorise."""
     if "unfinished" in kinds:
@@ -148,7 +165,7 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="mean ± std of the 
         div = 1.0 if scale is None else scale[si]
         if div is None:
             continue
-        mx, my, ms = [], [], []
+        line = _MeanLine()
         for x, c in items:
             fitted = []
             n = len(c.runs)
@@ -156,7 +173,7 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="mean ± std of the 
                 e = fit_epoch(r)[0]
                 xj = jitter(x, si * n + j, ns * n)  # the runs of all series side by side
                 if e is not None:
-                    fitted.append(e)
+                    fitted.append(e / div)
                     ax.scatter([xj], [e / div], s=14, color=color, alpha=0.55, lw=0, zorder=3)
                 else:
                     outcome = r["result"].get("outcome", "unfinished")
@@ -168,34 +185,25 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="mean ± std of the 
                         missed.add("unfinished")
                         ax.scatter([xj], [y], marker="o", s=30, facecolors="none", edgecolors=color, lw=1.2,
                                    zorder=3)
-            if fitted:
-                m, s = mean_std(fitted)
-                mx.append(x)
-                my.append(m / div)
-                ms.append((s or 0.0) / div)
-        if mx:
-            ax.errorbar(mx, my, yerr=ms, color=color, marker="o", ms=5, lw=1.5, capsize=3, zorder=4,
-                        label=label or mean_label)
+            line.add(x, fitted)
+        if line.x:
+            line.draw(ax, color, label or mean_label)
         elif label:
             ax.plot([], [], color=color, marker="o", ms=5, lw=1.5, label=label)
     return missed
 
 
-def _budget_line(ax, conditions, div=1.0):
+def _budget_line(ax, conditions):
     budgets = {c.settings.get("epochs") for c in conditions}
     all_fit = all(r["result"].get("outcome") == "memorized" for c in conditions for r in c.runs)
     if len(budgets) == 1 and not all_fit:  # a far-off budget line only squashes the data
         b = budgets.pop()
-        ax.axhline(b / div, color="0.5", ls=":", lw=1, label=f"epoch budget ({b})", zorder=1)
+        ax.axhline(b, color="0.5", ls=":", lw=1, label=f"epoch budget ({b})", zorder=1)
 
 
 def _level_ticks(ax, levels, kinds_at):
     ax.set_xticks(levels)
-    labels = []
-    for x in levels:
-        name = kinds_at.get(x, "")
-        labels.append(f"{x:g}" + (f"\n{name}" if name else ""))
-    ax.set_xticklabels(labels)
+    ax.set_xticklabels([f"{x:g}" + (f"\n{kinds_at[x]}" if x in kinds_at else "") for x in levels])
 
 
 def _levels(series):
@@ -212,27 +220,15 @@ def _levels(series):
 # -- the figures ---------------------------------------------------------------------
 
 
-def learning_curves(ctx: _Ctx):
-    data = ctx.data
-    if not any(ctx.history(r).get("loss") for r in data.records):
+@figure("learning_curves", "Learning curves")
+def learning_curves(data: SweepData):
+    if not any(data.history(r).get("loss") for r in data.records):
         raise Skip("no run has a history.csv with training loss")
-    fig, (ax,) = figure(width=5.0 if len(data.conditions) > 6 else 4.4, height=3.2)
+    fig, (ax,) = subplots(width=5.0 if len(data.conditions) > 6 else 4.4, height=3.2)
     for c in data.conditions:
-        color = condition_color(c.index)
-        per_epoch: dict = {}
-        for r in c.runs:
-            h = ctx.history(r)
-            for e, v in zip(h.get("epoch", []), h.get("loss", [])):
-                if e is not None and v is not None and math.isfinite(v):
-                    per_epoch.setdefault(int(e), []).append(v)
-        if not per_epoch:
-            continue
-        ep = sorted(per_epoch)
-        mean = [sum(per_epoch[e]) / len(per_epoch[e]) for e in ep]
-        ax.plot(ep, mean, color=color, lw=1.6, label=c.label)
-        if len(c.runs) > 1:
-            ax.fill_between(ep, [min(per_epoch[e]) for e in ep], [max(per_epoch[e]) for e in ep], color=color,
-                            alpha=0.18, lw=0)
+        per = _per_epoch(data, c.runs, "loss")
+        if per:
+            _mean_and_range(ax, per, len(c.runs), condition_color(c.index), alpha=0.18, label=c.label)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("training loss (cross-entropy, nats)")
@@ -259,21 +255,17 @@ def _corruption_series(data: SweepData):
 CORRUPTION_X = "label corruption P"
 
 
-def time_to_fit(ctx: _Ctx):
-    data = ctx.data
+@figure("time_to_fit", "Time to memorise")
+def time_to_fit(data: SweepData):
     series = _corruption_series(data)
     levels, kinds_at = _levels(series)
-    base = []
-    for _, items in series:
-        # true labels, or partial:0 / flip:0, which are the same
-        true = [fit_epoch(r)[0] for x, c in items if x == 0 for r in c.runs]
-        m = mean_std(true)[0]
-        base.append(m)
+    # per series, the mean epochs to memorise true labels (or partial:0 / flip:0, which are the same)
+    base = [mean_std(fit_epoch(r)[0] for x, c in items if x == 0 for r in c.runs)[0] for _, items in series]
     relative = any(b is not None for b in base)
-    fig, axes = figure(ncols=2 if relative else 1, width=3.8, height=3.2)
-    span = (max(levels) - min(levels)) or 1.0
+    fig, axes = subplots(ncols=2 if relative else 1, width=3.8, height=3.2)
+    jit = _jitter_lin(levels)
     ax = axes[0]
-    missed = _draw_fit(ax, series, _jitter_lin(span))
+    missed = _draw_fit(ax, series, jit)
     _budget_line(ax, data.conditions)
     _not_fit_proxies(ax, missed)
     ax.set_xlabel(CORRUPTION_X)
@@ -286,7 +278,7 @@ def time_to_fit(ctx: _Ctx):
         legend(ax, fontsize=7.5)
     else:
         ax2 = axes[1]
-        _draw_fit(ax2, series, _jitter_lin(span), scale=base)
+        _draw_fit(ax2, series, jit, scale=base)
         ax2.axhline(1.0, color="0.5", lw=1, ls="--", label="true labels = 1")
         ax2.set_xlabel(CORRUPTION_X)
         ax2.set_ylabel("time to memorise (true labels = 1)")
@@ -302,15 +294,14 @@ def time_to_fit(ctx: _Ctx):
     return fig, caption
 
 
-def test_error(ctx: _Ctx):
-    data = ctx.data
+@figure("test_error", "Test error against label corruption")
+def test_error(data: SweepData):
     series = _corruption_series(data)
     if not any(r["result"].get("test_acc") is not None for r in data.records):
         raise Skip("no run has a test accuracy")
     levels, kinds_at = _levels(series)
-    span = (max(levels) - min(levels)) or 1.0
-    jit = _jitter_lin(span)
-    fig, (ax,) = figure(width=4.4, height=3.2)
+    jit = _jitter_lin(levels)
+    fig, (ax,) = subplots(width=4.4, height=3.2)
     uniform = mean_std((r["result"].get("chance") or {}).get("uniform") for r in data.records)[0] or 0.1
     ax.axhline(100 * (1 - uniform), color="0.3", ls="--", lw=1,
                label=f"uniform guessing ({100 * (1 - uniform):.0f}% error)")
@@ -352,26 +343,22 @@ def test_error(ctx: _Ctx):
     return fig, caption
 
 
-def capacity(ctx: _Ctx):
-    data = ctx.data
+@figure("capacity", "Capacity: training set size")
+def capacity(data: SweepData):
     if "n_train" not in data.varying:
         raise Skip("needs a sweep over n_train (n_train takes one value here)")
     series = _series(data, "n_train", lambda c: float(c.settings["n_train"]))
     ns = sorted({x for _, items in series for x, _ in items})
     if len(ns) < 2:
         raise Skip("needs at least two values of n_train")
-    fig, (ax_acc, ax_ep) = figure(ncols=2, width=3.8, height=3.2)
+    fig, (ax_acc, ax_ep) = subplots(ncols=2, width=3.8, height=3.2)
     thresholds = set()
     claims = []
     for si, (label, items) in enumerate(series):
         color = condition_color(si)
         line = _MeanLine()
         for x, c in items:
-            stop = c.settings.get("stop_at")
-            if stop is None:
-                from rote.config import MEMORIZED_AT
-                stop = MEMORIZED_AT
-            thresholds.add(stop)
+            thresholds.add(fit_threshold(c.settings.get("stop_at")))
             accs = []
             for j, r in enumerate(c.runs):
                 a = r["result"].get("train_acc")
@@ -384,8 +371,8 @@ def capacity(ctx: _Ctx):
                                alpha=0.6 if mem else 1.0)
             line.add(x, accs)
         line.draw(ax_acc, color, label or "mean ± std over seeds")
-        all_mem = [x for x, c in items if all(r["result"].get("outcome") == "memorized" for r in c.runs)]
-        not_all = [x for x, c in items if not all(r["result"].get("outcome") == "memorized" for r in c.runs)]
+        every = {x: all(r["result"].get("outcome") == "memorized" for r in c.runs) for x, c in items}
+        all_mem, not_all = [x for x in every if every[x]], [x for x in every if not every[x]]
         claim = (f"every seed memorised up to N={int(max(all_mem))}" if all_mem else "no N had every seed memorise")
         if not_all:
             claim += f", not every seed at N={int(min(not_all))}"
@@ -418,40 +405,24 @@ def capacity(ctx: _Ctx):
     return fig, caption
 
 
-def clean_vs_corrupt(ctx: _Ctx):
-    data = ctx.data
+@figure("clean_vs_corrupt", "Kept vs changed labels")
+def clean_vs_corrupt(data: SweepData):
     conds = [c for c in data.conditions if _label_kind(c.settings.get("labels", "")) in ("partial", "flip")]
     if not conds:
         raise Skip("needs runs with partial:P or flip:P labels")
-    have = []
-    for c in conds:
-        if any(any(v is not None for v in ctx.history(r).get("corrupt_acc", []))
-               and any(v is not None for v in ctx.history(r).get("clean_acc", [])) for r in c.runs):
-            have.append(c)
+    have = [c for c in conds if any(all(any(v is not None for v in data.history(r).get(col, []))
+                                        for col in ("clean_acc", "corrupt_acc")) for r in c.runs)]
     if not have:
         raise Skip("no partial/flip run evaluated its full training part "
                    "(run with eval_every 1 to record clean_acc and corrupt_acc)")
-    fig, (ax,) = figure(width=5.0 if len(have) > 3 else 4.4, height=3.2)
-    sparse = False
+    fig, (ax,) = subplots(width=5.0 if len(have) > 3 else 4.4, height=3.2)
     for c in have:
         color = condition_color(c.index)
         for col, ls in (("clean_acc", "-"), ("corrupt_acc", "--")):
-            per: dict = {}
-            for r in c.runs:
-                h = ctx.history(r)
-                for e, v in zip(h.get("epoch", []), h.get(col, [])):
-                    if e is not None and v is not None:
-                        per.setdefault(int(e), []).append(100 * v)
-            if not per:
-                continue
-            ep = sorted(per)
-            sparse = sparse or len(ep) < max(int(e) for e in ep) / 2
-            mean = [sum(per[e]) / len(per[e]) for e in ep]
-            ax.plot(ep, mean, color=color, ls=ls, lw=1.6, marker="o" if len(ep) < 12 else None, ms=3,
-                    label=c.label if col == "clean_acc" else None)
-            if len(c.runs) > 1:
-                ax.fill_between(ep, [min(per[e]) for e in ep], [max(per[e]) for e in ep], color=color,
-                                alpha=0.15, lw=0)
+            per = _per_epoch(data, c.runs, col, scale=100)
+            if per:
+                _mean_and_range(ax, per, len(c.runs), color, alpha=0.15, ls=ls, marker="o" if len(per) < 12 else None,
+                                ms=3, label=c.label if col == "clean_acc" else None)
     ax.plot([], [], color="0.3", ls="-", label="kept labels (clean)")
     ax.plot([], [], color="0.3", ls="--", label="changed labels (corrupted)")
     ax.set_ylim(0, 101)
@@ -467,15 +438,15 @@ def clean_vs_corrupt(ctx: _Ctx):
     return fig, caption
 
 
-def seed_outcomes(ctx: _Ctx):
-    data = ctx.data
+@figure("seed_outcomes", "Outcome per seed")
+def seed_outcomes(data: SweepData):
     if len(data.conditions) != 1:
         raise Skip(f"drawn for a sweep over the seeds of one condition; this one has "
                    f"{len(data.conditions)} conditions")
     c = data.conditions[0]
     if len(c.runs) < 2:
         raise Skip("needs at least two seeds")
-    fig, (ax, ax_tr) = figure(ncols=2, width=3.8, height=3.2)
+    fig, (ax, ax_tr) = subplots(ncols=2, width=3.8, height=3.2)
     xs = list(range(len(c.runs)))
     seen = set()
     uniform = None
@@ -504,10 +475,7 @@ def seed_outcomes(ctx: _Ctx):
                                ha="center", va="top", fontsize=7, color="0.25")
     if uniform is not None:
         ax.axhline(100 * uniform, color="0.3", ls="--", lw=1, label=f"uniform chance ({100 * uniform:.0f}%)")
-    stop = c.settings.get("stop_at")
-    if stop is None:
-        from rote.config import MEMORIZED_AT
-        stop = MEMORIZED_AT
+    stop = fit_threshold(c.settings.get("stop_at"))
     ax_tr.axhline(100 * stop, color="0.4", ls="-.", lw=1, label=f"memorisation threshold ({100 * stop:.1f}%)")
     for a in (ax, ax_tr):
         a.set_xticks(xs)
@@ -533,30 +501,23 @@ def seed_outcomes(ctx: _Ctx):
     return fig, caption
 
 
-DRAWERS = {"learning_curves": learning_curves, "time_to_fit": time_to_fit, "test_error": test_error,
-           "capacity": capacity, "clean_vs_corrupt": clean_vs_corrupt, "seed_outcomes": seed_outcomes}
-
-
-def draw_figures(store, out_dir, formats=("png", "svg"), data: SweepData | None = None
-                 ) -> tuple[list[FigureResult], list[str]]:
-    """Draw every figure the store supports into out_dir; return them and a note per skipped figure."""
-    data = data or load(store)
+def draw_figures(data: SweepData, out_dir, formats=("png", "svg")) -> tuple[list[FigureResult], list[str]]:
+    """Draw every figure the data supports into out_dir; return them and a note per skipped figure."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not data.records:
         return [], ["no figures: the store has no finished runs yet"]
-    ctx = _Ctx(data)
     done, notes = [], []
-    for name, drawer in DRAWERS.items():
+    for f in FIGURES.values():
         try:
             with plt.rc_context(RC):
-                fig, caption = drawer(ctx)
-                paths = save(fig, out_dir / f"{name}.png", formats=formats)
+                fig, caption = f.draw(data)
+                paths = save(fig, out_dir / f"{f.name}.png", formats=formats)
         except Skip as e:
             plt.close("all")
-            notes.append(f"{name} not drawn: {e}")
+            notes.append(f"{f.name} not drawn: {e}")
             continue
-        done.append(FigureResult(name=name, paths=paths, caption=caption))
+        done.append(FigureResult(name=f.name, paths=paths, caption=caption))
     return done, notes
 
 
@@ -566,8 +527,7 @@ def plot_sweep(store, out_dir=None, log: Optional[Callable[[str], None]] = print
     A figure the data cannot support is skipped, and `log` is told why.
     """
     data = load(store)
-    out_dir = Path(out_dir) if out_dir is not None else data.store.root / "figures"
-    figs, notes = draw_figures(store, out_dir, data=data)
+    figs, notes = draw_figures(data, out_dir if out_dir is not None else data.store.root / "figures")
     if log is not None:
         for n in notes:
             log(n)

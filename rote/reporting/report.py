@@ -16,8 +16,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional
 
-from rote.reporting.table import (CONFIG_FIELDS, NOTE, OUTCOMES, SweepData, _rows, display_columns, fit_epoch,
-                                  fmt_value, load, write_shared)
+from rote.atomic import write_atomic
+from rote.reporting.figures import FIGURES, draw_figures
+from rote.reporting.results import CONFIG_FIELDS, OUTCOMES, SweepData, fit_epoch, fmt_value, load, summary_rows
+from rote.reporting.table import NOTE, display_columns
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
@@ -39,16 +41,6 @@ code { font-size: 0.95em; }
 .o-memorized { color: #1f7a30; } .o-collapsed { color: #b01c1c; } .o-unfinished { color: #b35900; }
 .o-diverged { color: #6a2f8c; }
 """
-
-FIGURE_TITLES = {
-    "learning_curves": "Learning curves",
-    "time_to_fit": "Time to memorise",
-    "test_error": "Test error against label corruption",
-    "capacity": "Capacity: training set size",
-    "clean_vs_corrupt": "Kept vs changed labels",
-    "seed_outcomes": "Outcome per seed",
-}
-
 
 def e(x) -> str:
     return html.escape("" if x is None else str(x), quote=True)
@@ -109,8 +101,9 @@ def _runs_table(data: SweepData) -> str:
             res = r["result"]
             band = (res.get("chance") or {}).get("band") or [None, None]
             outcome = res.get("outcome", "?")
+            epoch = fit_epoch(r)[0]
             rows.append((c.label, r["config"]["seed"], (outcome, f"o-{outcome}"), res.get("epochs", "-"),
-                         fmt_value(fit_epoch(r)[0]) if fit_epoch(r)[0] is not None else "-",
+                         "-" if epoch is None else epoch,
                          _pct(res.get("train_acc")), _pct(res.get("test_acc")),
                          "-" if None in band else f"{100 * band[0]:.1f}-{100 * band[1]:.1f}%",
                          res.get("verdict", "-"), r["key"]))
@@ -120,8 +113,7 @@ def _runs_table(data: SweepData) -> str:
 
 
 def _summary(data: SweepData) -> str:
-    rows = _rows(data)
-    headers, cells, right = display_columns(rows, data.varying)
+    headers, cells, right = display_columns(summary_rows(data), data.varying)
     return _table(headers, cells, right) + f'<p class="note">{e(NOTE)}</p>'
 
 
@@ -165,8 +157,9 @@ def render(data: SweepData, figures, notes) -> str:
         # shown at 120 pixels per figure inch (saved at 200 dpi: sharp on high-density screens too)
         width = int.from_bytes(raw[16:20], "big") * 3 // 5 if raw[12:16] == b"IHDR" else None
         size = f' width="{width}"' if width else ""
-        parts.append(f'<figure id="fig-{e(f.name)}"><h3>{e(FIGURE_TITLES.get(f.name, f.name))}</h3>'
-                     f'<img src="data:image/png;base64,{b64}"{size} alt="{e(FIGURE_TITLES.get(f.name, f.name))}">'
+        title = FIGURES[f.name].title
+        parts.append(f'<figure id="fig-{e(f.name)}"><h3>{e(title)}</h3>'
+                     f'<img src="data:image/png;base64,{b64}"{size} alt="{e(title)}">'
                      f"<figcaption>{e(f.caption)}</figcaption></figure>")
     if notes:
         parts.append('<p class="note">Not drawn:</p><ul class="note">'
@@ -190,15 +183,12 @@ def render(data: SweepData, figures, notes) -> str:
 
 def write_report(store, out_path: Optional[Path] = None) -> Path:
     """Write the sweep's report as one self-contained HTML file (default: SWEEP_DIR/report.html)."""
-    from rote.reporting.figures import draw_figures
-
     data = load(store)
     out = Path(out_path) if out_path is not None else data.store.root / "report.html"
     if out.is_dir():
         out = out / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rote-report-") as tmp:
-        figures, notes = draw_figures(store, tmp, formats=("png",), data=data)
+        figures, notes = draw_figures(data, tmp, formats=("png",))
         text = render(data, figures, notes)
-    write_shared(out, text.encode("utf-8"))
+    write_atomic(out, text.encode("utf-8"))
     return out

@@ -24,7 +24,8 @@ RC = {
 }
 
 
-def figure(ncols: int = 1, width: float = 3.6, height: float = 2.9):
+def subplots(ncols: int = 1, width: float = 3.6, height: float = 2.9):
+    """A figure with one row of ncols axes, each width x height inches: (fig, [ax, ...])."""
     with plt.rc_context(RC):
         fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
     return fig, list(axes[0])
