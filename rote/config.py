@@ -29,7 +29,8 @@ LABEL_CORRUPTIONS = ("permute", "random", "partial:P", "flip:P", "true")
 INPUT_CORRUPTIONS = ("none", "shuffled-pixels", "random-pixels", "gaussian")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("keras", "torch")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "adam-keras1", "sgd")
+LOSSES = ("ce", "keras1")
 SCHEDULES = ("constant", "step")
 # The seed's 99.7%: a run has memorised its training part when a full pass in
 # eval mode fits at least this share (or --stop-at, when one is set).
@@ -53,7 +54,8 @@ class RunConfig:
     init: str = "keras"  # Glorot-uniform kernels, zero biases (Keras 1 defaults)
     dropout: float = 0.0
     # how
-    optimizer: str = "adam"
+    optimizer: str = "adam"  # adam-keras1: Adam exactly as Keras 1.2 updates (eps outside the bias correction)
+    loss: str = "ce"  # keras1: Keras 1.2's cross-entropy, probabilities clipped to [1e-7, 1 - 1e-7]
     lr: float = 1e-3
     momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0
@@ -67,7 +69,8 @@ class RunConfig:
     # when to stop
     stop_at: Optional[float] = 0.997  # full-train-set accuracy that counts as memorised
     eval_every: int = 0  # also evaluate the full training part every K epochs (0: only when triggered)
-    collapse_patience: int = 30  # epochs of one-class predictions before a run is called collapsed
+    collapse_patience: int = 2  # consecutive dead-network checks that find it dead before a run is collapsed
+    record_examples: bool = True  # keep examples.npz: every training example at every presentation
     # where and how
     seed: int = 0
     device: str = "auto"
@@ -121,6 +124,7 @@ class RunConfig:
             raise ConfigError("step_every must be >= 1 and step_gamma in (0, 1]")
         _choice("init", self.init, INITS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("loss", self.loss, LOSSES)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, DEVICES)
         parse_label_corruption(self.labels)

@@ -41,8 +41,15 @@ EVAL_BATCH = 1000
 COLLAPSE_SHARE = 0.99
 # ... or an epoch whose mean loss is within this many nats of the label entropy.
 COLLAPSE_LOSS_TOL = 0.005
+# Logits that vary by less than this over the whole training part do not depend on the input.
+LOGIT_SPREAD_TOL = 1e-5
+# Any loss above this is divergence even while finite (a cross-entropy of 10^4 nats is no learning).
+DIVERGED_LOSS = 1e4
+# The per-example record keeps at most this many (epoch, example) cells per run; past it, it keeps
+# every k-th epoch (and the last): 2e7 cells are about 180 MB in memory, much less compressed.
+EXAMPLE_CELLS = 20_000_000
 # settings that must agree for runs to share one stacked model and one optimiser
-SHARED_FIELDS = ("dataset", "n_train", "model", "optimizer", "lr", "momentum", "weight_decay", "schedule",
+SHARED_FIELDS = ("dataset", "n_train", "model", "optimizer", "loss", "lr", "momentum", "weight_decay", "schedule",
                  "step_every", "step_gamma", "batch_size", "val_split", "dropout", "augment_shift", "device",
                  "channels_last")
 
@@ -67,9 +74,14 @@ class EpochRecord:
     pred_max_share: float = 0.0  # share of the epoch's predictions that went to the commonest class
     lr: float = 0.0
     eval_seconds: float = 0.0
+    # the dead-network check, on the epochs it ran (those that look like a plateau)
+    dead_share: Optional[float] = None  # the largest share of ReLU units dead on every training image, by layer
+    dead_layer: Optional[str] = None  # ... and that layer
+    logit_spread: Optional[float] = None  # the largest (max - min) of a logit over the training images
 
     FIELDS = ("epoch", "seconds", "loss", "acc", "val_loss", "val_acc", "train_loss_full", "train_acc_full",
-              "clean_acc", "corrupt_acc", "pred_max_share", "lr", "eval_seconds")
+              "clean_acc", "corrupt_acc", "pred_max_share", "lr", "eval_seconds", "dead_share", "dead_layer",
+              "logit_spread")
 
 
 @dataclass
@@ -91,49 +103,63 @@ class TrainResult:
     images_per_second: float
     parameters: int
     message: str = ""
+    examples: Optional[dict] = None  # the per-example record (see rote.analysis.examples), when kept
 
 
 class Stopper:
-    """One run's stop rule: diverged, memorised, or collapsed after enough stuck epochs.
+    """One run's stop rule: diverged, memorised, or collapsed, that is, provably stuck.
 
-    An epoch counts as stuck when at least COLLAPSE_SHARE of its training
-    predictions went to one class, or when its loss sits within
-    COLLAPSE_LOSS_TOL of the entropy of the label marginal: the loss of a
-    model that ignores its input.
+    A plateau (at least COLLAPSE_SHARE of the epoch's predictions in one class,
+    or a loss within COLLAPSE_LOSS_TOL of the entropy of the label marginal,
+    the loss of a model that ignores its input) is cheap to see but not
+    final: runs leave it after many epochs. It only decides when to run the
+    dead-network check (``diagnose``). A run is collapsed when that check
+    finds it dead on ``collapse_patience`` consecutive checks: a ReLU layer
+    with no unit active on any training image, or logits that do not depend
+    on the input. A plateau that is not dead is a stall: the run goes on.
     """
 
     def __init__(self, cfg: RunConfig, entropy: Optional[float] = None):
         self.cfg = cfg
         self.entropy = entropy
-        self.stuck = 0
+        self.dead = 0  # consecutive checks that found the network dead
+        self.dead_since: Optional[int] = None
+        self.stalled_since: Optional[int] = None  # first epoch of the current plateau
         self.outcome, self.message = "unfinished", ""
         self.memorized_epoch: Optional[int] = None
         self.seconds_to_memorize: Optional[float] = None
 
-    def collapsed(self, rec: EpochRecord) -> bool:
-        if self.cfg.collapse_patience == 0:
-            return False
+    def plateau(self, rec: EpochRecord) -> bool:
+        """Does this epoch look like a constant predictor? (Then run the dead-network check.)"""
         constant = self.entropy is not None and abs(rec.loss - self.entropy) < COLLAPSE_LOSS_TOL
-        self.stuck = self.stuck + 1 if rec.pred_max_share >= COLLAPSE_SHARE or constant else 0
-        return self.stuck >= self.cfg.collapse_patience
+        return self.cfg.collapse_patience > 0 and (rec.pred_max_share >= COLLAPSE_SHARE or constant)
 
     def update(self, rec: EpochRecord, elapsed: float) -> bool:
         """Record what this epoch decided; True when the run stops here."""
         c = self.cfg
-        if not math.isfinite(rec.loss):
+        if not math.isfinite(rec.loss) or rec.loss > DIVERGED_LOSS:
             self.outcome = "diverged"
-            self.message = f"the training loss became {rec.loss} in epoch {rec.epoch}; try a smaller --lr"
-        elif c.stop_at is not None and rec.train_acc_full is not None and rec.train_acc_full >= c.stop_at:
+            self.message = f"the training loss became {rec.loss:.4g} in epoch {rec.epoch}; try a smaller --lr"
+            return True
+        if c.stop_at is not None and rec.train_acc_full is not None and rec.train_acc_full >= c.stop_at:
             self.outcome, self.memorized_epoch, self.seconds_to_memorize = "memorized", rec.epoch, elapsed
-        elif self.collapsed(rec):
+            return True
+        on_plateau = self.plateau(rec)
+        self.stalled_since = (self.stalled_since or rec.epoch) if on_plateau else None
+        dead = on_plateau and rec.dead_share is not None and (
+            rec.dead_share >= 1.0 or (rec.logit_spread is not None and rec.logit_spread < LOGIT_SPREAD_TOL))
+        self.dead = self.dead + 1 if dead else 0
+        self.dead_since = (self.dead_since or rec.epoch) if dead else None
+        if dead and self.dead >= c.collapse_patience:
             self.outcome = "collapsed"
-            self.message = (f"collapsed: for {c.collapse_patience} epochs the network predicted (almost) one class, "
-                            f"or its loss sat at the label entropy (loss {rec.loss:.4f}, label entropy "
-                            f"{self.entropy:.4f}, {rec.pred_max_share:.0%} of the last epoch's predictions in one "
-                            f"class); try another --seed")
-        else:
-            return rec.epoch >= c.epochs
-        return True
+            why = (f"{rec.dead_layer}: every unit dead on every training image" if rec.dead_share >= 1.0 else
+                   f"its logits do not depend on the input (largest spread {rec.logit_spread:.1e})")
+            self.message = f"collapsed: {why} since epoch {self.dead_since}; try another --seed"
+            return True
+        if rec.epoch >= c.epochs and self.stalled_since is not None:
+            self.message = (f"stalled: on a constant predictor's plateau since epoch {self.stalled_since}, "
+                            f"but not dead; more epochs may free it")
+        return rec.epoch >= c.epochs
 
     def result(self, history: list[EpochRecord], *, train: tuple[float, float], test: tuple[float, float, np.ndarray],
                train_seconds: float, seconds_per_epoch: float, n_fit: int, parameters: int) -> TrainResult:
@@ -160,7 +186,58 @@ def lr_at(cfg: RunConfig, epoch: int) -> float:
     return cfg.lr
 
 
+class AdamKeras1(torch.optim.Optimizer):
+    """Adam exactly as Keras 1.2 updates (keras/optimizers.py, Adam.get_updates):
+
+        lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t)
+        m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+        p = p - lr_t * m / (sqrt(v) + eps)
+
+    torch.optim.Adam adds eps to sqrt(v / (1 - b2^t)) instead, so its
+    effective eps is sqrt(1 - b2^t) times Keras's: about 30x smaller in the
+    first steps, the very window in which some runs collapse.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad if not group["weight_decay"] else p.grad + group["weight_decay"] * p
+                st = self.state[p]
+                if not st:
+                    st["step"] = 0
+                    st["m"], st["v"] = torch.zeros_like(p), torch.zeros_like(p)
+                st["step"] += 1
+                t = st["step"]
+                lr_t = group["lr"] * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+                st["m"].mul_(b1).add_(g, alpha=1 - b1)
+                st["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
+                p.addcdiv_(st["m"], st["v"].sqrt().add_(group["eps"]), value=-lr_t)
+
+
+def keras1_cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Keras 1.2's categorical cross-entropy on a softmax output (TensorFlow backend): the
+    probabilities renormalised, clipped to [1e-7, 1 - 1e-7], then -log of the label's. Outside
+    the clip an example's loss is constant, so it gets no gradient at all."""
+    p = torch.softmax(logits, -1)
+    p = p / p.sum(-1, keepdim=True)
+    loss = -torch.log(p.gather(-1, y.unsqueeze(-1)).squeeze(-1).clamp(1e-7, 1 - 1e-7))
+    return {"mean": loss.mean, "sum": loss.sum}.get(reduction, lambda: loss)()
+
+
+def loss_function(cfg: RunConfig) -> Callable:
+    return keras1_cross_entropy if cfg.loss == "keras1" else F.cross_entropy
+
+
 def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam-keras1":
+        return AdamKeras1(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
         # Keras 1 defaults: lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-8
         return torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay)
@@ -190,6 +267,104 @@ def shift_batch(x: torch.Tensor, k: int, gen: torch.Generator, background: float
         memory_format=torch.channels_last) else out.contiguous()
 
 
+def _layer_name(m: torch.nn.Module) -> str:
+    if isinstance(m, torch.nn.Conv2d):
+        return f"conv {m.out_channels}"
+    if isinstance(m, torch.nn.Linear):
+        return f"dense {m.out_features}"
+    return type(m).__name__
+
+
+@torch.inference_mode()
+def diagnose(model: torch.nn.Module, x: torch.Tensor, forward=None) -> tuple[float, str, float]:
+    """The dead-network check on training images x, in eval mode: (largest share of dead ReLU units
+    in one layer, that layer's description and count, largest spread of a logit over x).
+
+    A unit is a channel of a convolution or a neuron of a dense layer; it is dead when it is zero
+    on every image (and every position). ``forward`` replaces model(x) (for a stacked member).
+    """
+    active: dict[torch.nn.Module, torch.Tensor] = {}
+    names, previous = {}, None
+    for m in model.modules():
+        if isinstance(m, torch.nn.ReLU):
+            names[m] = _layer_name(previous) if previous is not None else "relu"
+        elif not list(m.children()):
+            previous = m
+
+    def hook(m, _inp, out):
+        alive = (out > 0).flatten(2).any(2) if out.dim() > 2 else out > 0  # (B, units)
+        active[m] = active.get(m, False) | alive.any(0)
+
+    handles = [m.register_forward_hook(hook) for m in names]
+    lo = hi = None
+    try:
+        for i in range(0, len(x), EVAL_BATCH):
+            out = (forward or model)(x[i:i + EVAL_BATCH]).float()
+            lo = out.amin(0) if lo is None else torch.minimum(lo, out.amin(0))
+            hi = out.amax(0) if hi is None else torch.maximum(hi, out.amax(0))
+    finally:
+        for h in handles:
+            h.remove()
+    share, where = 0.0, "no ReLU layer"
+    for m, alive in active.items():
+        dead = int((~alive).sum())
+        if dead / alive.numel() >= share:
+            share, where = dead / alive.numel(), f"{names[m]}: {dead} of {alive.numel()} units dead"
+    spread = float((hi - lo).max()) if lo is not None else 0.0
+    return share, where, spread
+
+
+class ExampleRecorder:
+    """What happened to every training example at its presentation in every (recorded) epoch.
+
+    Buffers of shape (L, n_fit) live on the device and are filled from the
+    logits the training step has anyway; they are read once per epoch.
+    """
+
+    def __init__(self, runs: int, n_fit: int, epochs: int, device):
+        self.n_fit, self.device = n_fit, device
+        self.stride = max(1, math.ceil(epochs * n_fit / EXAMPLE_CELLS))
+        self.rows: list[dict[str, list]] = [{k: [] for k in ("epoch", *self.FIELDS)} for _ in range(runs)]
+
+    FIELDS = ("correct", "prob", "margin", "loss", "el2n")
+
+    def start_epoch(self, live: int) -> None:
+        self.buf = {k: torch.zeros(live, self.n_fit, device=self.device, dtype=torch.bool if k == "correct"
+                                   else torch.float32) for k in self.FIELDS}
+
+    @torch.no_grad()
+    def batch(self, idx: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
+        """idx, y: (L, B); out: (L, B, classes) logits of the training step."""
+        out = out.detach().float()
+        logp = out.log_softmax(-1)
+        lp_y = logp.gather(-1, y[..., None]).squeeze(-1)  # (L, B)
+        p_y = lp_y.exp()
+        z_y = out.gather(-1, y[..., None]).squeeze(-1)
+        others = out.scatter(-1, y[..., None], float("-inf")).amax(-1)
+        sq = (logp.exp() ** 2).sum(-1) - p_y ** 2 + (1 - p_y) ** 2  # ||softmax - onehot||^2
+        rows = torch.arange(len(idx), device=idx.device)[:, None]
+        for k, v in (("correct", out.argmax(-1) == y), ("prob", p_y), ("margin", z_y - others),
+                     ("loss", -lp_y), ("el2n", sq.clamp_min(0).sqrt())):
+            self.buf[k][rows, idx] = v
+
+    def end_epoch(self, epoch: int, live: list[int], leaving: list[int]) -> None:
+        """Keep this epoch for the runs at these live positions: every stride-th epoch, and a run's last."""
+        keep = [r for r in range(len(live)) if (epoch - 1) % self.stride == 0 or r in leaving]
+        if not keep:
+            return
+        host = {k: v.cpu() for k, v in self.buf.items()}
+        for r in keep:
+            row = self.rows[live[r]]
+            row["epoch"].append(epoch)
+            for k in self.FIELDS:
+                row[k].append(host[k][r].numpy().astype(bool if k == "correct" else np.float16))
+
+    def arrays(self, j: int) -> dict:
+        row = self.rows[j]
+        return {"epoch": np.asarray(row["epoch"], dtype=np.int64),
+                **{k: np.stack(row[k]) if row[k] else np.zeros((0, self.n_fit)) for k in self.FIELDS}}
+
+
 class Members:
     """The R models being trained. R = 1 is a plain module; R > 1 stacks the weights
     (torch.func.stack_module_state) and runs one vmapped forward pass.
@@ -200,6 +375,7 @@ class Members:
 
     def __init__(self, models: list[torch.nn.Module], cfg: RunConfig):
         self.cfg = cfg
+        self.loss_fn = loss_function(cfg)
         self.single = models[0] if len(models) == 1 else None
         if self.single is not None:
             self.opt = make_optimizer(cfg, self.single.parameters())
@@ -207,8 +383,21 @@ class Members:
         params, self.buffers = stack_module_state(models)  # each (R, ...)
         self.params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
         self.opt = make_optimizer(cfg, list(self.params.values()))
+        self.template = models[0]  # a real module, to run one member through (the dead-network check)
         base = copy.deepcopy(models[0]).to("meta")
         self._vmapped = torch.vmap(lambda p, b, x: functional_call(base, (p, b), (x,)))
+
+    def diagnose(self, r: int, x: torch.Tensor) -> tuple[float, str, float]:
+        """The dead-network check (see ``diagnose``) of the member at row r, in eval mode."""
+        if self.single is not None:
+            self.single.eval()
+            try:
+                return diagnose(self.single, x)
+            finally:
+                self.single.train()
+        params = {n: p.detach()[r] for n, p in self.params.items()}
+        buffers = {n: b[r] for n, b in self.buffers.items()}
+        return diagnose(self.template, x, forward=lambda xb: functional_call(self.template, (params, buffers), (xb,)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.single is not None:
@@ -217,13 +406,13 @@ class Members:
 
     def losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.single is not None:
-            return F.cross_entropy(out[0], y[0]).unsqueeze(0)
-        return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+            return self.loss_fn(out[0], y[0]).unsqueeze(0)
+        return self.loss_fn(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
 
     def loss_sums(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.single is not None:
-            return F.cross_entropy(out[0], y[0], reduction="sum").unsqueeze(0)
-        return F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).sum(1)
+            return self.loss_fn(out[0], y[0], reduction="sum").unsqueeze(0)
+        return self.loss_fn(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).sum(1)
 
     def step(self, losses: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -303,6 +492,7 @@ def train_many(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.de
     results: list[Optional[TrainResult]] = [None] * R
     acc_dtype = accumulator_dtype(device)
     live = list(range(R))  # the run index of each member still training
+    recorder = ExampleRecorder(R, n_fit, max(c.epochs for c in cfgs), device) if cfg0.record_examples else None
 
     @torch.inference_mode()
     def evaluate(x, y, rows: list[int]):
@@ -344,6 +534,8 @@ def train_many(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.de
         correct = torch.zeros(L, device=device, dtype=torch.long)
         hist = torch.zeros(L, classes, device=device, dtype=torch.long)
         starts = range(0, n_fit, bs)
+        if recorder:
+            recorder.start_epoch(L)
         for i in (progress(starts) if progress else starts):
             idx = perms[:, i:i + bs]  # (L, B)
             if R == 1:
@@ -355,6 +547,8 @@ def train_many(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.de
             out = members.forward(xb)  # (L, B, classes)
             losses = members.losses(out, yb)
             members.step(losses)
+            if recorder:
+                recorder.batch(idx, out, yb)
             with torch.no_grad():
                 pred = out.argmax(-1)
                 loss_sum += losses.detach() * idx.shape[1]
@@ -386,11 +580,15 @@ def train_many(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.de
                               val_acc=val[1][r], pred_max_share=shares[r], lr=lr, eval_seconds=eval_seconds)
             if r in full:
                 rec.train_loss_full, rec.train_acc_full, rec.corrupt_acc, rec.clean_acc = full[r]
+            if stoppers[j].plateau(rec):
+                rec.dead_share, rec.dead_layer, rec.logit_spread = members.diagnose(r, x_fit[0 if R == 1 else j])
             histories[j].append(rec)
             if on_epoch:
                 on_epoch(j, rec)
             if stoppers[j].update(rec, elapsed):
                 leaving.append(r)
+        if recorder:
+            recorder.end_epoch(epoch, live, leaving)
         for r in leaving:
             j = live[r]
             f = full.get(r) or [v[0] for v in evaluate(x_fit, y_fit, [r])[:2]]
@@ -399,6 +597,8 @@ def train_many(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.de
                 histories[j], train=(f[0], f[1]), test=(t_loss[0], t_acc[0], t_pred[0].cpu().numpy()),
                 train_seconds=elapsed, seconds_per_epoch=steady_seconds(histories[j]) / L, n_fit=n_fit,
                 parameters=n_params)
+            if recorder:
+                results[j].examples = recorder.arrays(j)
         if leaving:
             live = [j for r, j in enumerate(live) if r not in leaving]
             if not live:
