@@ -21,7 +21,10 @@ RUN_HELP = {
     "model": "model: seed-cnn, mlp:512x512, cnn:K (see `rote models`) (default: %(default)s)",
     "init": "initialisation: keras (Glorot-uniform, zero bias; the seed's) or torch (default: %(default)s)",
     "dropout": "dropout before the last layer (default: %(default)s)",
-    "optimizer": "adam (the seed's) or sgd with momentum (default: %(default)s)",
+    "optimizer": "adam (the seed's, as PyTorch computes it), adam-keras1 (exactly Keras 1.2's update) or sgd "
+                 "with momentum (default: %(default)s)",
+    "loss": "ce (exact cross-entropy) or keras1 (Keras 1.2's: probabilities clipped to [1e-7, 1-1e-7], so "
+            "confident mistakes get no gradient) (default: %(default)s)",
     "lr": "learning rate (default: %(default)s)",
     "momentum": "SGD momentum (default: %(default)s)",
     "weight_decay": "L2 weight decay (default: %(default)s)",
@@ -38,11 +41,16 @@ RUN_HELP = {
                "(default: %(default)s)",
     "eval_every": "also evaluate the full training part every K epochs, 0 only when the running accuracy "
                   "reaches --stop-at (default: %(default)s)",
-    "collapse_patience": "stop a run whose predictions have been one class for this many epochs; 0 never "
+    "collapse_patience": "call a run collapsed and stop it once the dead-network check (run on epochs that look "
+                         "like a constant predictor) has found it dead this many times in a row; 0 never "
                          "(default: %(default)s)",
     "seed": "seed for labels, initialisation and data order (default: %(default)s)",
     "device": "auto, cpu, cuda or mps (default: %(default)s)",
-    "channels_last": "channels-last memory layout, faster on CPU; same numbers (default: %(default)s)",
+    "channels_last": "channels-last memory layout: auto (one model on a CPU, where it is faster), true or false; "
+                     "it changes the last bits of a convolution (default: auto)",
+    "record_examples": "write examples.npz, scores.csv and detection.csv: every training example at every "
+                       "presentation, its memorisation scores, and how well each finds the changed labels "
+                       "(default: %(default)s)",
 }
 
 
@@ -64,6 +72,13 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
 def _config_from(args) -> RunConfig:
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
     return RunConfig.from_dict(overrides)
+
+
+def positive_int(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "unfinished ones are run again, none twice.")
     sw.add_argument("file", type=Path, help="sweep file (YAML); see rote/studies/ for examples")
     sw.add_argument("--out", type=Path, default=None, help="store directory (default: sweeps/<name>/)")
-    sw.add_argument("--jobs", type=int, default=None, help="runs at once in local processes "
+    sw.add_argument("--jobs", type=positive_int, default=None, help="runs at once in local processes "
                     "(default: one per two CPU cores, one on a GPU)")
-    sw.add_argument("--group", type=int, default=None, help="train up to K compatible runs at once as one "
+    sw.add_argument("--group", type=positive_int, default=None, help="train up to K compatible runs at once as one "
                     "batched model (default: 1 on CPU, where it does not pay; 32 on a GPU)")
     sw.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute "
                     "(ray: on a Ray cluster, needs `pip install rote[ray]`) (default: local)")
@@ -131,9 +146,7 @@ def cmd_run(args) -> int:
         from tqdm import tqdm
 
         progress = lambda it: tqdm(it, leave=False, unit="batch", dynamic_ncols=True)  # noqa: E731
-    log = print
-    if args.quiet:
-        log = lambda s: None  # noqa: E731
+    log = (lambda s: None) if args.quiet else print
     try:
         run_dir, result = run(cfg, args.out, data_dir=args.data_dir, log=log, progress=progress)
     except RunInterrupted as e:
@@ -180,68 +193,39 @@ def cmd_sweep(args) -> int:
 
     from rote.experiments import execute
     from rote.experiments.sweep import load_sweep
-    from rote.config import resolve_device
 
     sweep = load_sweep(args.file)
     out = args.out or Path("sweeps") / sweep.name
-    if args.jobs is not None and args.jobs < 1:
-        raise RoteError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.group is not None and args.group < 1:
-        raise RoteError(f"--group must be at least 1, got {args.group}")
     plan = execute.plan(sweep, out, data_dir=args.data_dir)
-    conditions = len(sweep.conditions())
-    print(f"sweep '{sweep.name}': {len(sweep.configs)} runs ({conditions} conditions x {len(sweep.seeds)} seeds); "
-          f"{len(plan.done)} already in {out}, {len(plan.todo)} to run")
+    print(f"sweep '{sweep.name}': {len(sweep.configs)} runs ({len(sweep.conditions())} conditions x "
+          f"{len(sweep.seeds)} seeds); {len(plan.done)} already in {out}, {len(plan.todo)} to run")
     if plan.todo and not args.no_estimate:
         upper, typical, source = execute.estimate_seconds(plan)
         about = f"about {_fmt_seconds(typical)} at the epochs finished runs took, " if typical is not None else ""
         print(f"estimate: {about}at most {_fmt_seconds(upper)} if every run used all its epochs "
               f"(speed from {source}); runs that memorise or collapse stop early")
-    if args.dry_run or not plan.todo:
-        if not plan.todo and not args.dry_run:
-            execute.start_store(plan)
-            plan.store.write_index()
-            print(f"nothing to run; index in {plan.store.root / 'index.csv'}")
+    if args.dry_run:
         return 0
-    stale = execute.start_store(plan)
-    if stale:
-        print(f"discarded {stale} unfinished run(s) left by an interrupted sweep; they run again")
-    counts = {"done": 0, "failed": 0}
-    total = len(plan.todo)
-    jobs = args.jobs or execute.default_jobs(sweep.configs[0].device)
-    group = args.group or (1 if args.backend == "ray" else
-                           execute.default_group(str(resolve_device(sweep.configs[0].device))))
-    bar = tqdm(total=total, unit="run", dynamic_ncols=True, disable=None)
+    bar = tqdm(total=len(plan.todo), unit="run", dynamic_ncols=True, disable=None if plan.todo else True)
 
-    def on_result(r):
-        counts["done" if r["status"] in ("done", "skipped") else "failed"] += 1
-        finished = counts["done"] + counts["failed"]
+    def on_result(r, counts):
         if r["status"] == "failed":
             bar.write(f"run {r['key']} failed: {r['error']}")
-        elif r["status"] == "done":
-            plan.store.write_index()
         if bar.disable:  # not a terminal: one line per run instead of a bar
-            print(f"[{finished}/{total}] run {r['key']} {r.get('outcome', r['status'])}", flush=True)
-        bar.set_postfix(running=min(jobs * group, total - finished), failed=counts["failed"], refresh=False)
+            print(f"[{counts['done'] + counts['failed']}/{bar.total}] run {r['key']} {r.get('outcome', r['status'])}",
+                  flush=True)
+        bar.set_postfix(running=counts["running"], failed=counts["failed"], refresh=False)
         bar.update(1)
 
-    try:
-        if args.backend == "ray":
-            from rote.experiments.ray_backend import run_ray
-
-            run_ray(plan, address=args.address, data_dir=args.data_dir, retries=args.retries, on_result=on_result,
-                    bar=bar, group=group)
-        else:
-            execute.run_local(plan, jobs, args.data_dir, on_result, group=group)
-    except KeyboardInterrupt:
-        bar.close()
-        plan.store.write_index()
+    counts = execute.run_sweep(plan, jobs=args.jobs, group=args.group, backend=args.backend, address=args.address,
+                               retries=args.retries, data_dir=args.data_dir, on_result=on_result, log=bar.write)
+    bar.close()
+    if counts["interrupted"]:
         print(f"\ninterrupted: {counts['done']} run(s) finished and kept in {out}; rerun the same command to "
               f"finish the rest", file=sys.stderr)
         return 130
-    bar.close()
-    index = plan.store.write_index()
-    print(f"{counts['done']} run(s) finished, {counts['failed']} failed; index: {index}")
+    print(f"{counts['done']} run(s) finished, {counts['failed']} failed; index: {out / 'index.csv'}" if plan.todo
+          else f"nothing to run; index in {out / 'index.csv'}")
     if counts["failed"]:
         print(f"failed runs are described in {out / 'failed'}; rerun the same command to retry them")
         return 1

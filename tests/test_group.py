@@ -6,7 +6,7 @@ import pytest
 from rote.config import RunConfig
 from rote.data.prepare import prepare
 from rote.errors import ConfigError
-from rote.training.group import group_runs
+from rote.experiments.grouping import group_runs
 from rote.training.loop import train, train_many
 
 

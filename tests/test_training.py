@@ -7,8 +7,11 @@ import pytest
 
 from rote.config import RunConfig
 from rote.data.prepare import prepare
-from rote.training.loop import EpochRecord, Stopper, train
-from rote.training.metrics import chance_analysis, label_entropy
+import torch
+
+from rote.models import create_model
+from rote.training.loop import EpochRecord, Stopper, diagnose, train
+from rote.training.metrics import chance_analysis
 
 
 def _train(mnist, **over):
@@ -59,28 +62,45 @@ def test_true_labels_generalise(mnist):
     assert res.test_acc > 0.85
 
 
-def test_collapse_is_detected_and_stops_the_run(mnist):
-    # with PyTorch's default initialisation, seed 3 on 1,000 images collapses to a one-class predictor
-    cfg, data, res = _train(mnist, n_train=1000, init="torch", seed=3, epochs=40, collapse_patience=8)
-    assert res.outcome == "collapsed" and res.epochs < 40
-    h = label_entropy(data.y_fit, 10)
-    assert all(r.pred_max_share >= 0.99 or abs(r.loss - h) < 0.005 for r in res.history[-8:])
-    assert res.history[-1].pred_max_share >= 0.9  # and it was predicting (nearly) one class
-    assert "collapsed" in res.message
-    # a one-class predictor: training accuracy is that class's share
-    share = np.bincount(data.y_fit, minlength=10).max() / len(data.y_fit)
-    assert res.train_acc <= share + 1e-9
+def _plateau(epoch, **diag):
+    return EpochRecord(epoch, 0, 2.2996, 0.11, 2.3, 0.1, pred_max_share=1.0, **diag)
 
 
-def test_stopper_needs_consecutive_one_class_epochs():
-    s = Stopper(RunConfig.from_dict({"collapse_patience": 3}), entropy=2.2996)
-    rec = lambda share, loss=1.5: EpochRecord(1, 0, loss, 0.1, 2.3, 0.1, pred_max_share=share)  # noqa: E731
-    assert [s.collapsed(rec(x)) for x in (1.0, 1.0, 0.5, 1.0, 1.0, 1.0)] == [False] * 5 + [True]
-    assert not Stopper(RunConfig.from_dict({"collapse_patience": 0})).collapsed(rec(1.0))
-    # a loss at the label entropy counts even when the predictions spread over a few classes
-    s = Stopper(RunConfig.from_dict({"collapse_patience": 3}), entropy=2.2996)
-    assert [s.collapsed(rec(0.8, loss)) for loss in (2.2991, 2.2999, 2.2500, 2.2990, 2.2993, 2.2995)] == \
-        [False] * 5 + [True]
+def test_a_dead_network_is_collapsed_at_the_first_check(mnist):
+    cfg = RunConfig.from_dict({"n_train": 200, "collapse_patience": 1})
+    data = prepare(mnist, cfg)
+    model = create_model("seed-cnn", in_shape=(1, 28, 28), classes=10, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model[-3].bias.fill_(-1e3)  # the dense 512 layer before the last ReLU: no unit can fire
+    share, where, spread = diagnose(model.eval(), torch.from_numpy(data.x_fit))
+    assert share == 1.0 and where == "dense 512: 512 of 512 units dead" and spread < 1e-5
+    s = Stopper(cfg, entropy=2.2996)
+    assert s.update(_plateau(3, dead_share=share, dead_layer=where, logit_spread=spread), 1.0)
+    assert s.outcome == "collapsed" and "dense 512" in s.message and "since epoch 3" in s.message
+
+
+def test_a_plateau_that_is_not_dead_goes_on_and_is_called_stalled(mnist):
+    cfg = RunConfig.from_dict({"n_train": 200, "epochs": 40, "collapse_patience": 2})
+    data = prepare(mnist, cfg)
+    model = create_model("seed-cnn", in_shape=(1, 28, 28), classes=10, generator=torch.Generator().manual_seed(0))
+    share, where, spread = diagnose(model.eval(), torch.from_numpy(data.x_fit))
+    assert share < 1.0 and spread > 1e-3  # a fresh network's logits depend on its input
+    s = Stopper(cfg, entropy=2.2996)
+    stops = [s.update(_plateau(e, dead_share=share, dead_layer=where, logit_spread=spread), 1.0)
+             for e in range(1, 41)]
+    assert stops == [False] * 39 + [True] and s.outcome == "unfinished" and "stalled" in s.message
+    assert "since epoch 1" in s.message
+    # dead on one check, alive on the next: the count starts again
+    s = Stopper(cfg, entropy=2.2996)
+    dead = dict(dead_share=1.0, dead_layer="dense 512: 512 of 512 units dead", logit_spread=0.0)
+    alive = dict(dead_share=share, dead_layer=where, logit_spread=spread)
+    assert [s.update(_plateau(e, **d), 1.0) for e, d in enumerate([dead, alive, dead, dead], 1)] == \
+        [False, False, False, True]
+
+
+def test_a_finite_explosion_is_divergence():
+    s = Stopper(RunConfig())
+    assert s.update(EpochRecord(1, 0, 1e9, 0.1, 2.3, 0.1), 0.0) and s.outcome == "diverged"
 
 
 def test_nan_loss_stops_the_run_and_keeps_history(mnist):

@@ -17,7 +17,12 @@ array                 shape    dtype     meaning
 ``label``             (N,)     int64     the label trained on (possibly changed)
 ``true_label``        (N,)     int64     the dataset's label
 ``changed``           (N,)     bool      label != true_label
+``epoch``             (E,)     int64     the epoch of each row (1, 2, ..., E unless thinned)
 ====================  =======  ========  =====================================================
+
+A long run of a large training set keeps every k-th epoch and its last (see
+rote.training.loop.EXAMPLE_CELLS); ``epoch`` says which, and the scores count
+in those epochs.
 
 Every per-epoch value is taken at the example's presentation in that epoch:
 training mode, the logits of the training step, before that step's update.
@@ -50,6 +55,7 @@ ARRAYS = {
     "label": (np.int64, False),
     "true_label": (np.int64, False),
     "changed": (np.bool_, False),
+    "epoch": (np.int64, None),  # (E,)
 }
 
 
@@ -66,15 +72,18 @@ class ExampleRecord:
     label: np.ndarray  # (N,) int64
     true_label: np.ndarray  # (N,) int64
     changed: np.ndarray  # (N,) bool
+    epoch: np.ndarray | None = None  # (E,) int64; None means 1..E
 
     def __post_init__(self):
+        if self.epoch is None:
+            object.__setattr__(self, "epoch", np.arange(1, np.shape(self.correct)[0] + 1))
         for f in fields(self):
             object.__setattr__(self, f.name, np.asarray(getattr(self, f.name), dtype=ARRAYS[f.name][0]))
         # E from 'correct', N from 'index'; -1 when those are not 2-D and 1-D, which no shape matches
         e = self.correct.shape[0] if self.correct.ndim == 2 else -1
         n = self.index.shape[0] if self.index.ndim == 1 else -1
         for name, (_, per_epoch) in ARRAYS.items():
-            shape, want = getattr(self, name).shape, ((e, n) if per_epoch else (n,))
+            shape, want = getattr(self, name).shape, ((e,) if per_epoch is None else (e, n) if per_epoch else (n,))
             if shape != want:
                 raise DataError(f"examples: '{name}' has shape {shape}, expected {'(E, N)' if per_epoch else '(N,)'}"
                                 f" = {want} (E from 'correct' {self.correct.shape}, N from 'index' {self.index.shape})")
@@ -100,7 +109,7 @@ def save_examples(path: Path | str, **arrays) -> ExampleRecord:
     checks them, so a file that this writes always loads.
     """
     unknown = sorted(set(arrays) - set(ARRAYS))
-    missing = [k for k in ARRAYS if k not in arrays]
+    missing = [k for k in ARRAYS if k not in arrays and k != "epoch"]
     if unknown or missing:
         raise DataError(f"examples: unknown arrays {unknown}, missing arrays {missing}")
     rec = ExampleRecord(**arrays)
@@ -115,10 +124,10 @@ def load_examples(path: Path | str) -> ExampleRecord:
     path = _file(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in ARRAYS if k not in z.files]
+            missing = [k for k in ARRAYS if k not in z.files and k != "epoch"]
             if missing:
                 raise DataError(f"{path}: missing arrays {missing}")
-            arrays = {k: z[k] for k in ARRAYS}
+            arrays = {k: z[k] for k in ARRAYS if k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: cannot read an examples record ({e})") from None
     try:

@@ -80,18 +80,20 @@ def example_scores(rec: ExampleRecord, el2n_epoch: int | None = None) -> dict[st
     if E == 0:
         raise DataError("examples: no epochs recorded, so there is nothing to score")
     if el2n_epoch is None:
-        el2n_epoch = min(DEFAULT_EL2N_EPOCH, E)
-    if not 1 <= el2n_epoch <= E:
-        raise ConfigError(f"el2n_epoch {el2n_epoch} is not a recorded epoch (1 to {E})")
+        el2n_epoch = int(rec.epoch[min(DEFAULT_EL2N_EPOCH, E) - 1])
+    if el2n_epoch not in rec.epoch:
+        raise ConfigError(f"el2n_epoch {el2n_epoch} is not a recorded epoch ({rec.epoch[0]} to {rec.epoch[-1]})")
+    el2n_row = int(np.flatnonzero(rec.epoch == el2n_epoch)[0])
 
     c = rec.correct  # (E, N) bool
     ever = c.any(axis=0)
-    first = np.where(ever, c.argmax(axis=0) + 1.0, np.nan)  # argmax finds the first True
+    when = rec.epoch.astype(np.float64)  # the epoch of each recorded row
+    first = np.where(ever, when[c.argmax(axis=0)], np.nan)  # argmax finds the first True
 
     # The all-correct suffix: the run of True at the end of each column. The
     # example is learned for good at epoch E - run + 1, if the run is not empty.
     run = np.flip(c, axis=0).cumprod(axis=0).sum(axis=0)  # (N,)
-    forever = np.where(run > 0, E - run + 1.0, np.nan)
+    forever = np.where(run > 0, when[np.clip(E - run, 0, E - 1)], np.nan)
 
     forgotten = (c[:-1] & ~c[1:]).sum(axis=0)  # (N,) correct at e, wrong at e + 1
     forgotten = np.where(ever, forgotten, E)
@@ -104,7 +106,7 @@ def example_scores(rec: ExampleRecord, el2n_epoch: int | None = None) -> dict[st
         "variability": rec.prob.std(axis=0, dtype=np.float64),  # ddof=0: divide by E
         "correctness": c.mean(axis=0, dtype=np.float64),
         "aum": rec.margin.mean(axis=0, dtype=np.float64),
-        "el2n": rec.el2n[el2n_epoch - 1].astype(np.float64),
+        "el2n": rec.el2n[el2n_row].astype(np.float64),
         "final_loss": rec.loss[-1].astype(np.float64),
     }
 

@@ -1,13 +1,15 @@
-"""Running a sweep's runs into its store: planning, one run, the local executor.
+"""Running a sweep into its store: the plan, the runs, the local executor, the estimate.
 
-Every executor (in-process, local processes, Ray) calls ``train_record_group``
-for a run or a group of runs, which trains them into temporary directories;
-the complete records are then published with one atomic rename each. What the executors add is only where the call
-happens.
+``run_sweep`` is the whole sweep as one call (the CLI's `rote sweep` is a thin
+wrapper). Every executor, local or Ray, trains runs with ``train_records``
+into temporary directories, and ``Store.land`` publishes each finished record
+with one atomic rename (or records the error in failed/); the executors differ
+only in where the training happens.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import threading
@@ -17,22 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from rote.config import RunConfig
-from rote.errors import ConfigError
 from rote.atomic import write_atomic
-from rote.experiments.record import write_json
+from rote.config import RunConfig, resolve_device
+from rote.errors import ConfigError
+from rote.experiments.grouping import group_runs
 from rote.experiments.store import Store
 from rote.experiments.sweep import Sweep
 
-_DATASETS: dict = {}  # per process: a worker loads each dataset once
 
-
+@functools.lru_cache(maxsize=None)  # per process: a worker loads each dataset once
 def _dataset(name: str, data_dir):
     from rote.data.sources import load_dataset
 
-    if name not in _DATASETS:
-        _DATASETS[name] = load_dataset(name, data_dir=data_dir, log=lambda s: None)
-    return _DATASETS[name]
+    return load_dataset(name, data_dir=data_dir, log=lambda s: None)
 
 
 @dataclass(frozen=True)
@@ -45,68 +44,54 @@ class Plan:
 
 def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
     """Check every run against its dataset, then split into done and to-do; creates nothing."""
-    for name in sorted({c.dataset for c in sweep.configs}):
-        ds = _dataset(name, data_dir)
-        for c in sweep.configs:
-            if c.dataset == name and not (ds.classes <= c.n_train <= len(ds.y_train)):
-                raise ConfigError(f"n_train={c.n_train} is outside [{ds.classes}, {len(ds.y_train)}] for {name}")
+    for c in sweep.configs:
+        ds = _dataset(c.dataset, data_dir)
+        if not (ds.classes <= c.n_train <= len(ds.y_train)):
+            raise ConfigError(f"n_train={c.n_train} is outside [{ds.classes}, {len(ds.y_train)}] for {c.dataset}")
     store = Store(sweep_dir)
     done_keys = store.done_keys()
-    todo, done = [], []
-    seen = set()
-    for c in sweep.configs:
-        k = c.key()
-        if k in seen:
-            continue
-        seen.add(k)
-        (done if k in done_keys else todo).append(c)
-    return Plan(sweep, store, todo, done)
+    runs = {c.key(): c for c in sweep.configs}  # a run listed twice runs once
+    return Plan(sweep, store, [c for k, c in runs.items() if k not in done_keys],
+                [c for k, c in runs.items() if k in done_keys])
 
 
-def train_record(cfg_dict: dict, dest: Path, data_dir=None, threads: Optional[int] = None) -> dict:
-    """Train one run into ``dest`` (a fresh directory). Returns {'key', 'status': done|failed, ...}.
-
-    Every executor calls this, wherever the run happens; failures are
-    returned, not raised, so one bad run never stops a sweep.
-    """
-    import torch
-
+def _train_one(cfg: RunConfig, dest: Path, data_dir) -> dict:
     from rote.experiments.run import run
 
-    if threads:
-        torch.set_num_threads(threads)
-    cfg = RunConfig.from_dict(cfg_dict)
-    key = cfg.key()
     t0 = time.time()
     try:
         _, result = run(cfg, dest, dataset=_dataset(cfg.dataset, data_dir), log=lambda s: None)
     except Exception as e:
         shutil.rmtree(dest, ignore_errors=True)
-        return {"key": key, "status": "failed", "error": f"{type(e).__name__}: {e}",
+        return {"key": cfg.key(), "status": "failed", "error": f"{type(e).__name__}: {e}",
                 "traceback": traceback.format_exc(), "config": cfg.to_dict(), "host": os.uname().nodename}
-    return {"key": key, "status": "done", "outcome": result["outcome"], "seconds": time.time() - t0,
+    return {"key": cfg.key(), "status": "done", "outcome": result["outcome"], "seconds": time.time() - t0,
             "host": os.uname().nodename}
 
 
-def train_record_group(cfg_dicts: list[dict], dests: list[Path], data_dir=None,
-                       threads: Optional[int] = None) -> list[dict]:
-    """Train a group of compatible runs into ``dests`` as one batched model (one run: train_record)."""
+def train_records(cfg_dicts: list[dict], dests: list[Path], data_dir=None, threads: Optional[int] = None) -> list[dict]:
+    """Train runs into ``dests`` (fresh directories), several compatible ones as one batched model.
+
+    Every executor calls this, wherever the runs happen. Returns one
+    {'key', 'status': done|failed, ...} per run: failures are returned, not
+    raised, so one bad run never stops a sweep.
+    """
     import torch
 
     from rote.experiments.run import run_group
 
-    if len(cfg_dicts) == 1:
-        return [train_record(cfg_dicts[0], dests[0], data_dir, threads)]
     if threads:
         torch.set_num_threads(threads)
     cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
-    try:
-        results = run_group(cfgs, dests, dataset=_dataset(cfgs[0].dataset, data_dir))
-    except Exception:  # one at a time instead, so that a bad run is recorded on its own
-        for d in dests:
-            shutil.rmtree(d, ignore_errors=True)
-        return [train_record(c, d, data_dir, threads) for c, d in zip(cfg_dicts, dests)]
-    return [{"key": c.key(), "status": "done", "outcome": r["outcome"]} for c, r in zip(cfgs, results)]
+    if len(cfgs) > 1:
+        try:
+            results = run_group(cfgs, dests, dataset=_dataset(cfgs[0].dataset, data_dir))
+            return [{"key": c.key(), "status": "done", "outcome": r["outcome"], "host": os.uname().nodename}
+                    for c, r in zip(cfgs, results)]
+        except Exception:  # one at a time instead, so that a bad run is recorded on its own
+            for d in dests:
+                shutil.rmtree(d, ignore_errors=True)
+    return [_train_one(c, d, data_dir) for c, d in zip(cfgs, dests)]
 
 
 def execute_group(cfg_dicts: list[dict], store_root: str, data_dir=None, threads: Optional[int] = None) -> list[dict]:
@@ -119,92 +104,105 @@ def execute_group(cfg_dicts: list[dict], store_root: str, data_dir=None, threads
     cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
     skipped = [{"key": c.key(), "status": "skipped"} for c in cfgs if store.done(c.key())]
     cfgs = [c for c in cfgs if not store.done(c.key())]
-    if not cfgs:
-        return skipped
     tmps = [store.temp_dir(c.key()) for c in cfgs]
     for t in tmps:
         shutil.rmtree(t, ignore_errors=True)
-    outs = train_record_group([c.to_dict() for c in cfgs], tmps, data_dir, threads)
-    for c, t, out in zip(cfgs, tmps, outs):
-        failed = store.root / "failed" / f"{c.key()}.json"
-        if out["status"] == "done":
-            store.commit(c.key(), t)
-            if failed.exists():
-                failed.unlink()
-        else:
-            failed.parent.mkdir(exist_ok=True)
-            write_json(failed, out)
+    outs = train_records([c.to_dict() for c in cfgs], tmps, data_dir, threads)
+    for t, out in zip(tmps, outs):
+        store.land(out, t)
     return skipped + outs
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Worker processes end when the driver dies (even by SIGKILL), instead of running on as orphans."""
+def _worker_init(parent: int, threads: int) -> None:
+    """A worker process uses its share of the cores, and ends when the driver dies (even by SIGKILL)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
     def watch():
-        while True:
-            if os.getppid() != parent:
-                os._exit(1)
+        while os.getppid() == parent:
             time.sleep(0.5)
+        os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker_init(parent: int, threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    _exit_with_parent(parent)
-
-
-def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict], None] = lambda r: None,
+def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int], None] = lambda r, running: None,
               group: int = 1) -> None:
     """Run the plan's to-do list here: in this process for jobs=1, else in a pool of processes.
 
     With group > 1, compatible runs are trained together as one batched model.
+    ``on_result(outcome, runs still running)`` is called as each run ends.
     """
-    from rote.training.group import group_runs
-
-    cores = os.cpu_count() or 1
-    groups = group_runs(p.todo, group)
+    groups, left = group_runs(p.todo, group), len(p.todo)
     if jobs <= 1:
         for g in groups:
             for r in execute_group([c.to_dict() for c in g], str(p.store.root), data_dir):
-                on_result(r)
+                left -= 1
+                on_result(r, min(len(g), left))
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    threads = max(1, cores // jobs)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                              initargs=(os.getpid(), threads)) as pool:
         futures = [pool.submit(execute_group, [c.to_dict() for c in g], str(p.store.root), data_dir, threads)
                    for g in groups]
         for f in as_completed(futures):
             for r in f.result():
-                on_result(r)
-
-
-def default_group(device: str) -> int:
-    """Runs per batched model: on a CPU one model already keeps the cores busy, so 1; on a GPU 32."""
-    return 32 if device == "cuda" else 1
-
-
-def default_jobs(device: str) -> int:
-    """One process per two cores on CPU (a run uses two threads well); one on a GPU."""
-    if device in ("cuda", "mps"):
-        return 1
-    return max(1, (os.cpu_count() or 1) // 2)
+                left -= 1
+                on_result(r, min(jobs * group, left))
 
 
 def start_store(p: Plan) -> int:
-    """Create the store, keep the sweep file beside it, discard temporaries of killed runs."""
+    """Create the store, keep the sweep file beside it, discard temporaries of killed runs (returns how many)."""
     p.store.create()
     path = p.store.root / "sweep.yaml"
     if path.exists() and path.read_text() != p.sweep.source:
         # settings may change: new keys are new runs, and old records stay valid for their own settings
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        shutil.copy(path, p.store.root / f"sweep.{stamp}.yaml")
+        shutil.copy(path, p.store.root / f"sweep.{time.strftime('%Y%m%d-%H%M%S')}.yaml")
     write_atomic(path, p.sweep.source.encode())
     return p.store.clean_stale()
+
+
+def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = None, backend: str = "local",
+              address: Optional[str] = None, retries: int = 2, data_dir=None,
+              on_result: Callable[[dict, dict], None] = lambda r, counts: None,
+              log: Callable[[str], None] = print) -> dict:
+    """Run a plan's to-do list into its store (start_store first); returns the counts, as ``on_result`` gets them.
+
+    ``jobs`` local processes (default: one per two cores on a CPU, one on a GPU) or a Ray cluster;
+    ``group`` runs per batched model (default: 32 on a local GPU, else 1). index.csv is rewritten as runs
+    finish. Ctrl-C returns with counts['interrupted']: what finished is kept and indexed.
+    """
+    stale = start_store(p)
+    if stale:
+        log(f"discarded {stale} unfinished run(s) left by an interrupted sweep; they run again")
+    counts = {"done": 0, "failed": 0, "running": 0, "interrupted": False}
+    device = resolve_device(p.todo[0].device).type if p.todo else "cpu"
+    jobs = jobs or (max(1, (os.cpu_count() or 1) // 2) if device == "cpu" else 1)
+    group = group or (32 if device == "cuda" and backend == "local" else 1)
+
+    def landed(r: dict, running: int) -> None:
+        counts["failed" if r["status"] == "failed" else "done"] += 1
+        counts["running"] = running
+        if r["status"] == "done":
+            p.store.write_index()
+        on_result(r, counts)
+
+    try:
+        if backend == "ray" and p.todo:
+            from rote.experiments.ray_backend import run_ray
+
+            run_ray(p, address=address, data_dir=data_dir, retries=retries, on_result=landed, group=group,
+                    gpu=device == "cuda")
+        elif p.todo:
+            run_local(p, jobs, data_dir, landed, group=group)
+    except KeyboardInterrupt:
+        counts["interrupted"] = True
+    p.store.write_index()
+    return counts
 
 
 def estimate_seconds(p: Plan) -> tuple[float, Optional[float], str]:
@@ -249,7 +247,6 @@ def _calibrate(cfg: RunConfig) -> float:
     import torch
     import torch.nn.functional as F
 
-    from rote.config import resolve_device
     from rote.data.registry import get_spec
     from rote.models import create_model
 
@@ -260,8 +257,8 @@ def _calibrate(cfg: RunConfig) -> float:
     opt = torch.optim.Adam(model.parameters())
     x = torch.randn(cfg.batch_size, *spec.image_shape, device=device)
     y = torch.randint(0, spec.classes, (cfg.batch_size,), device=device)
-    steps, t = 0, 0.0
-    for i in range(8):
+    t = 0.0
+    for i in range(8):  # two steps to warm up, six timed
         t0 = time.perf_counter()
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad()
@@ -270,5 +267,4 @@ def _calibrate(cfg: RunConfig) -> float:
         loss.item()
         if i >= 2:
             t += time.perf_counter() - t0
-            steps += 1
-    return steps * cfg.batch_size / t
+    return 6 * cfg.batch_size / t

@@ -1,42 +1,30 @@
 """The result store of a sweep: one directory, one record per run, an index for pandas.
 
     SWEEP_DIR/
-      sweep.yaml        the sweep file as it was run
-      runs/<key>/       one record per finished run, named by the hash of its
-                        full config: config.json, history.csv, labels.npy,
-                        result.json (the layout of a `rote run` directory)
-      index.csv         one row per finished run: key, every setting, every
-                        scalar result (the result's `epochs` is `epochs_run`,
-                        beside the setting `epochs`, the budget);
-                        `pandas.read_csv(SWEEP_DIR/"index.csv")`
+      sweep.yaml        the sweep file as last run (an earlier, different one is kept as sweep.<time>.yaml)
+      runs/<key>/       one record per finished run, named by the hash of its full config: the layout of a
+                        `rote run` directory (rote.experiments.record)
+      failed/<key>.json the error of a run that failed, until a rerun finishes it
+      index.csv         one row per finished run (record.index_csv); `pandas.read_csv(SWEEP_DIR/"index.csv")`
 
-A run is trained in ``runs/.tmp-<key>-<pid>/`` and renamed to ``runs/<key>/``
-only when its record is complete: the rename is atomic, so a record is either
-all there or not there, whatever kills the process (SIGKILL included). A
-rerun skips every key that has a record and discards stale temporary
-directories. A run whose settings differ in any field has another key, so a
-result is never reused for other settings.
+A record is written in ``runs/.tmp-<key>-<pid>/`` (by the run itself, or by the
+driver from the files a Ray worker sends back) and renamed to ``runs/<key>/``
+only when complete: the rename is atomic, so a record is either all there or
+not there, whatever kills the process (SIGKILL included). A rerun skips every
+key that has a record and discards stale temporary directories. A run whose
+settings differ in any field has another key, so a result is never reused for
+other settings.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import shutil
-from dataclasses import fields
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
-from rote.config import RunConfig
 from rote.atomic import write_atomic
-
-INDEX_RESULT_FIELDS = (
-    "outcome", "epochs_run", "memorized_epoch", "seconds_to_memorize", "train_acc", "train_loss", "val_acc",
-    "val_loss", "test_acc", "test_loss", "verdict", "seconds_per_epoch", "images_per_second", "train_seconds",
-    "labels_changed_fraction", "parameters",
-)
+from rote.experiments.record import RESULT, index_csv, read_record, write_json
 
 
 class Store:
@@ -55,22 +43,17 @@ class Store:
         return self.runs / f".tmp-{key}-{os.getpid()}"
 
     def done(self, key: str) -> bool:
-        return (self.record_dir(key) / "result.json").is_file()
+        return (self.record_dir(key) / RESULT).is_file()
 
     def done_keys(self) -> set[str]:
-        if not self.runs.is_dir():
-            return set()
-        return {p.name for p in self.runs.iterdir() if not p.name.startswith(".") and (p / "result.json").is_file()}
+        return {p.parent.name for p in self.runs.glob(f"*/{RESULT}") if not p.parent.name.startswith(".")}
 
     def clean_stale(self) -> int:
         """Remove temporary directories left by runs that were killed. Call with no worker running."""
-        n = 0
-        if self.runs.is_dir():
-            for p in self.runs.iterdir():
-                if p.name.startswith(".tmp-"):
-                    shutil.rmtree(p, ignore_errors=True)
-                    n += 1
-        return n
+        stale = list(self.runs.glob(".tmp-*"))
+        for p in stale:
+            shutil.rmtree(p, ignore_errors=True)
+        return len(stale)
 
     def commit(self, key: str, tmp: Path) -> Path:
         """Publish a complete record: one atomic rename. If another worker won the race, keep theirs."""
@@ -78,39 +61,35 @@ class Store:
         try:
             os.rename(tmp, final)
         except OSError:
-            if self.done(key):
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
+            if not self.done(key):
                 raise
+            shutil.rmtree(tmp, ignore_errors=True)
         return final
 
+    def land(self, out: dict, tmp: Optional[Path] = None) -> None:
+        """Put one run's outcome in the store: a finished record, or its error in failed/<key>.json.
+
+        A finished record is the directory ``tmp`` or, from a remote worker, the files in ``out['files']``.
+        """
+        key = out["key"]
+        failed = self.root / "failed" / f"{key}.json"
+        if out["status"] != "done":
+            write_json(failed, out)
+            return
+        if tmp is None:
+            tmp = self.temp_dir(key)
+            shutil.rmtree(tmp, ignore_errors=True)
+            for name, blob in out.pop("files").items():
+                write_atomic(tmp / name, blob)
+        self.commit(key, tmp)
+        failed.unlink(missing_ok=True)
+
     def records(self) -> Iterator[dict]:
-        """Every finished run: {'key', 'dir', 'config', 'result', 'environment'}, in key order."""
-        for key in sorted(self.done_keys()):
-            d = self.record_dir(key)
-            cfg = json.loads((d / "config.json").read_text())
-            yield {"key": key, "dir": d, "config": cfg["config"], "environment": cfg.get("environment", {}),
-                   "result": json.loads((d / "result.json").read_text())}
+        """Every finished run, as rote.experiments.record.read_record gives it, in key order."""
+        return (read_record(self.record_dir(k)) for k in sorted(self.done_keys()))
 
     def write_index(self) -> Path:
         """Rewrite index.csv from the records (atomically); the records are the truth, the index a view."""
-        cfg_fields = [f.name for f in fields(RunConfig)]
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["key", *cfg_fields, *INDEX_RESULT_FIELDS, "chance_low", "chance_high", "chance_histogram"])
-        for r in self.records():
-            res = r["result"]
-            chance = res.get("chance", {})
-            band = chance.get("band") or [None, None]
-            w.writerow([r["key"], *[_cell(r["config"].get(f)) for f in cfg_fields],
-                        *[_cell(res.get("epochs" if f == "epochs_run" else f)) for f in INDEX_RESULT_FIELDS], _cell(band[0]), _cell(band[1]),
-                        _cell(chance.get("histogram"))])
         path = self.root / "index.csv"
-        write_atomic(path, buf.getvalue().encode())
+        write_atomic(path, index_csv(self.records()).encode())
         return path
-
-
-def _cell(v):
-    if v is None:
-        return ""
-    return v
