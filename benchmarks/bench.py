@@ -133,14 +133,24 @@ def main():
     print()
     print(f"{'measurement':<38} {'median':>8} {'min-max':>15} {'img/s':>9} {'GFLOP/s':>8} {'%peak':>7}")
     print(f"{'fp32 matmul peak (torch.mm)':<38} {'':>8} {'':>15} {'':>9} {peak:8.1f} {100.0:6.1f}%")
-    print(row("rote, seed protocol (channels-last)", rote_epochs(dataset, device, args.epochs, channels_last="true"), n_fit, fpi, peak))
-    print(row("rote, seed protocol (contiguous)", rote_epochs(dataset, device, args.epochs, channels_last="false"),
+    # the per-example record on and off, interleaved so that drifting machine load hits both alike
+    on, off = [], []
+    for _ in range(2):
+        off += rote_epochs(dataset, device, args.epochs, record_examples="false")
+        on += rote_epochs(dataset, device, args.epochs, record_examples="true")
+    print(row("rote, seed protocol, no per-example record", off, n_fit, fpi, peak))
+    print(row("rote, seed protocol, per-example record", on, n_fit, fpi, peak)
+          + f"   record costs {100 * (statistics.median(on) / statistics.median(off) - 1):+.1f}%")
+    print(row("rote, seed protocol (channels-last)", rote_epochs(dataset, device, args.epochs, channels_last="true",
+                                                             record_examples="false"), n_fit, fpi, peak))
+    print(row("rote, seed protocol (contiguous)", rote_epochs(dataset, device, args.epochs, channels_last="false",
+                                                          record_examples="false"),
               n_fit, fpi, peak))
     if not args.skip_dataloader:
         print(row("plain PyTorch DataLoader loop", dataloader_epochs(dataset, device, args.epochs), n_fit, fpi, peak))
     if args.group:
         for k in (int(s) for s in args.group.split(",")):
-            secs = rote_epochs(dataset, device, args.epochs, k, channels_last="false")
+            secs = rote_epochs(dataset, device, args.epochs, k, channels_last="false", record_examples="false")
             med = statistics.median(secs)
             gflops = k * n_fit * fpi / med / 1e9
             print(f"{f'group of K={k} models (model-epochs/s {k / med:.2f})':<38} {med:8.3f} "
