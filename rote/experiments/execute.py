@@ -44,12 +44,16 @@ class Plan:
 
 
 def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
-    """Check every run against its dataset, then split into done and to-do; creates nothing."""
-    for name in sorted({c.dataset for c in sweep.configs}):
-        ds = _dataset(name, data_dir)
-        for c in sweep.configs:
-            if c.dataset == name and not (ds.classes <= c.n_train <= len(ds.y_train)):
-                raise ConfigError(f"n_train={c.n_train} is outside [{ds.classes}, {len(ds.y_train)}] for {name}")
+    """Check every run against its dataset's registered size, then split into done and to-do; creates nothing.
+
+    Reads no data, so that a dry run works before the files are there.
+    """
+    from rote.data.registry import get_spec
+
+    for c in sweep.configs:
+        spec = get_spec(c.dataset)
+        if not (spec.classes <= c.n_train <= spec.n_train):
+            raise ConfigError(f"n_train={c.n_train} is outside [{spec.classes}, {spec.n_train}] for {c.dataset}")
     store = Store(sweep_dir)
     done_keys = store.done_keys()
     todo, done = [], []

@@ -19,8 +19,9 @@ from __future__ import annotations
 from rote.config import RunConfig
 
 # settings that must agree for runs to share one batched model and one optimiser
-GROUP_FIELDS = ("dataset", "n_train", "model", "optimizer", "lr", "momentum", "weight_decay", "schedule",
-                "step_every", "step_gamma", "batch_size", "val_split", "dropout", "augment_shift", "device")
+GROUP_FIELDS = ("dataset", "preprocess", "n_train", "model", "optimizer", "lr", "momentum", "weight_decay",
+                "schedule", "step_every", "step_gamma", "batch_size", "val_split", "dropout", "augment_shift",
+                "device")
 
 
 def group_key(cfg: RunConfig) -> tuple:

@@ -42,9 +42,9 @@ COLLAPSE_SHARE = 0.99
 # ... or an epoch whose mean loss is within this many nats of the label entropy.
 COLLAPSE_LOSS_TOL = 0.005
 # settings that must agree for runs to share one stacked model and one optimiser
-SHARED_FIELDS = ("dataset", "n_train", "model", "optimizer", "lr", "momentum", "weight_decay", "schedule",
-                 "step_every", "step_gamma", "batch_size", "val_split", "dropout", "augment_shift", "device",
-                 "channels_last")
+SHARED_FIELDS = ("dataset", "preprocess", "n_train", "model", "optimizer", "lr", "momentum", "weight_decay",
+                 "schedule", "step_every", "step_gamma", "batch_size", "val_split", "dropout", "augment_shift",
+                 "device", "channels_last")
 
 
 def accumulator_dtype(device: torch.device) -> torch.dtype:
@@ -207,8 +207,11 @@ class Members:
         params, self.buffers = stack_module_state(models)  # each (R, ...)
         self.params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
         self.opt = make_optimizer(cfg, list(self.params.values()))
-        base = copy.deepcopy(models[0]).to("meta")
-        self._vmapped = torch.vmap(lambda p, b, x: functional_call(base, (p, b), (x,)))
+        # The stacked members run through one module skeleton on the meta device; its training flag
+        # is theirs. Buffers (batch norm's running statistics) are stacked like the weights, so in
+        # training mode each member updates its own, in place, under vmap.
+        self._base = copy.deepcopy(models[0]).to("meta")
+        self._vmapped = torch.vmap(lambda p, b, x: functional_call(self._base, (p, b), (x,)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.single is not None:
@@ -235,8 +238,9 @@ class Members:
             group["lr"] = lr
 
     def train(self, mode: bool = True) -> None:
-        if self.single is not None:
-            self.single.train(mode)  # stacked members run no dropout (they are not grouped with it)
+        """Training or evaluation mode: batch norm's batch or running statistics (stacked members run no
+        dropout: runs with dropout are never grouped)."""
+        (self.single if self.single is not None else self._base).train(mode)
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only the stacked members at ``rows``, with their optimiser state."""
