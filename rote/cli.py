@@ -12,12 +12,14 @@ from rote.errors import RoteError
 
 # help for each run setting; the flag is --name-with-dashes
 RUN_HELP = {
-    "dataset": "dataset: mnist or fashion-mnist (default: %(default)s)",
+    "dataset": "dataset: mnist, fashion-mnist or cifar10 (default: %(default)s)",
     "n_train": "use the first N training images, validation part included (default: %(default)s)",
     "labels": "training labels: permute (the seed: permute all labels, keep the first N), random, true, "
               "partial:P (each replaced by a uniform draw with probability P), flip:P (exactly P*N changed) "
               "(default: %(default)s)",
     "inputs": "input corruption: none, shuffled-pixels, random-pixels, gaussian (default: %(default)s)",
+    "preprocess": "none, or zhang: Zhang et al.'s centre crop to 28x28 and per-image whitening, train and test "
+                  "(default: %(default)s)",
     "model": "model: seed-cnn, mlp:512x512, cnn:K (see `rote models`) (default: %(default)s)",
     "init": "initialisation: keras (Glorot-uniform, zero bias; the seed's) or torch (default: %(default)s)",
     "dropout": "dropout before the last layer (default: %(default)s)",
@@ -100,10 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(r)
 
     d = sub.add_parser("data", help="fetch and list datasets", description="Fetch datasets into rote's cache "
-                       "(verified against pinned SHA-256 hashes) and show what is present.")
+                       "(verified against pinned hashes) and show what is present.")
     dsub = d.add_subparsers(dest="data_command", metavar="ACTION", parser_class=Parser)
     f = dsub.add_parser("fetch", help="fetch a dataset into the cache and verify it")
-    f.add_argument("name", help="mnist or fashion-mnist")
+    f.add_argument("name", help="mnist, fashion-mnist or cifar10")
     f.add_argument("--data-dir", default=None, help="verify this directory instead of fetching")
     lst = dsub.add_parser("list", help="show which datasets are present, where, and whether they verify")
     lst.add_argument("--data-dir", default=None, help="also look in this directory")
@@ -276,7 +278,7 @@ def cmd_models(args) -> int:
     print(f"parameters on {spec.title} ({'x'.join(map(str, spec.image_shape))}, {spec.classes} classes)")
     for name, help in available_models().items():
         model = create_model(name, in_shape=spec.image_shape, classes=spec.classes)
-        print(f"{name:<10} {count_parameters(model):>10,} parameters  {help}")
+        print(f"{name:<20} {count_parameters(model):>10,} parameters  {help}")
     return 0
 
 

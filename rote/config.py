@@ -27,6 +27,8 @@ from rote.errors import ConfigError
 
 LABEL_CORRUPTIONS = ("permute", "random", "partial:P", "flip:P", "true")
 INPUT_CORRUPTIONS = ("none", "shuffled-pixels", "random-pixels", "gaussian")
+# "zhang": Zhang et al.'s centre crop to 28x28 and per-image whitening (see rote.data.prepare)
+PREPROCESSES = ("none", "zhang")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("keras", "torch")
 OPTIMIZERS = ("adam", "adam-keras1", "sgd")
@@ -35,6 +37,10 @@ SCHEDULES = ("constant", "step")
 # The seed's 99.7%: a run has memorised its training part when a full pass in
 # eval mode fits at least this share (or --stop-at, when one is set).
 MEMORIZED_AT = 0.997
+
+
+# Settings added after stores of results existed, with the value that means "as before".
+KEY_NEUTRAL = {"preprocess": "none"}
 
 
 def fit_threshold(stop_at: Optional[float]) -> float:
@@ -49,6 +55,7 @@ class RunConfig:
     n_train: int = 3000  # the first N training images (train + validation part)
     labels: str = "permute"  # see LABEL_CORRUPTIONS
     inputs: str = "none"  # see INPUT_CORRUPTIONS
+    preprocess: str = "none"  # see PREPROCESSES; applied to training and test images alike
     # by what
     model: str = "seed-cnn"
     init: str = "keras"  # Glorot-uniform kernels, zero biases (Keras 1 defaults)
@@ -127,6 +134,7 @@ class RunConfig:
         _choice("loss", self.loss, LOSSES)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, DEVICES)
+        _choice("preprocess", self.preprocess, PREPROCESSES)
         parse_label_corruption(self.labels)
         parse_input_corruption(self.inputs)
         check_model_name(self.model)
@@ -145,8 +153,14 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def key(self) -> str:
-        """A stable hash of every setting: two runs share a key only if they share all settings."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """A stable hash of every setting: two runs share a key only if they share all settings.
+
+        A setting added after stores of results existed is left out while it
+        has that value (see KEY_NEUTRAL), so those stores keep their keys and
+        are not run again; any other value of it makes a different key.
+        """
+        settings = {k: v for k, v in self.to_dict().items() if not (k in KEY_NEUTRAL and v == KEY_NEUTRAL[k])}
+        blob = json.dumps(settings, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def describe(self) -> str:

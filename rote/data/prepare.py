@@ -5,6 +5,15 @@ float32, the shape the dataset's spec gives; take the first N training images;
 draw their labels (for 'permute', from a permutation of the whole label
 array); hold out the LAST val_split of those N, before any shuffling (Keras's
 validation_split); keep all the test images with their true labels.
+
+``preprocess: zhang`` adds Zhang et al.'s preprocessing right after scaling,
+to training and test images alike: a centre crop to 28x28 and per-image
+whitening.  Input corruptions come after it, so they act on exactly the
+pixels the network sees: shuffled pixels are a permutation of its whole
+input (nothing the crop would have cut is smuggled in) and Gaussian inputs
+match the mean and spread of what it would otherwise see.  Whitening is the
+same function of an image's pixels in any order, so for the two pixel
+permutations the order only decides which pixels the crop keeps.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from rote.errors import ConfigError
 
 @dataclass(frozen=True)
 class Prepared:
-    x_fit: np.ndarray  # (n_fit, C, H, W) float32, the part that is trained on
+    x_fit: np.ndarray  # (n_fit, C, H, W) float32, the part that is trained on (H = W = 28 after preprocess zhang)
     y_fit: np.ndarray  # (n_fit,) int64, possibly corrupted
     x_val: np.ndarray  # (n_val, C, H, W), the last val_split of the first N
     y_val: np.ndarray  # (n_val,), labels drawn the same way as y_fit
@@ -42,6 +51,57 @@ def scale(images: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
     return channels_first(images, image_shape).astype(np.float32) / 255.0 - 0.5
 
 
+ZHANG_CROP = 28
+
+
+def crop_center(x: np.ndarray, size: int) -> np.ndarray:
+    """(N, C, H, W) -> (N, C, size, size), the middle of each image.
+
+    The offsets are (H - size) // 2 and (W - size) // 2, as TensorFlow's
+    resize_image_with_crop_or_pad takes them: rows and columns 2..29 of a
+    32x32 CIFAR image.
+    """
+    h, w = x.shape[2:]
+    if h < size or w < size:
+        raise ConfigError(f"preprocess 'zhang' crops to {size}x{size}, but the images are {h}x{w}")
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[:, :, top:top + size, left:left + size]
+
+
+def standardize_per_image(x: np.ndarray, pixel_scale: float = 255.0) -> np.ndarray:
+    """Each image minus its mean, over its adjusted standard deviation (Zhang et al., appendix A).
+
+    As tf.image.per_image_standardization: mean and (population) standard
+    deviation over all of an image's values, channels included, and a
+    denominator of max(std, 1 / sqrt(number of values)) so that a flat image
+    is not blown up.  Zhang et al. applied it to pixels in 0..255; rote's
+    images are x/255 - 0.5, and the result is the same once the floor is
+    divided by 255 too (``pixel_scale``), so a near-flat image is treated as
+    it was in their pipeline.
+    """
+    flat = x.reshape(len(x), -1)  # (N, C*H*W)
+    mean = flat.mean(axis=1, keepdims=True, dtype=np.float64)  # float64 sums, float32 result
+    std = flat.std(axis=1, keepdims=True, dtype=np.float64)
+    floor = 1.0 / (np.sqrt(flat.shape[1]) * pixel_scale)
+    scale = np.maximum(std, floor)
+    return ((flat - mean.astype(np.float32)) / scale.astype(np.float32)).astype(np.float32).reshape(x.shape)
+
+
+def preprocess_images(x: np.ndarray, how: str) -> np.ndarray:
+    """Apply a run's preprocessing to scaled images (N, C, H, W)."""
+    if how == "none":
+        return x
+    if how == "zhang":
+        return standardize_per_image(crop_center(x, ZHANG_CROP))
+    raise ConfigError(f"unknown preprocess '{how}'; choose none or zhang")
+
+
+def input_shape(image_shape: tuple[int, int, int], how: str) -> tuple[int, int, int]:
+    """The (C, H, W) a model sees for a dataset's images under a preprocessing."""
+    c, h, w = image_shape
+    return (c, ZHANG_CROP, ZHANG_CROP) if how == "zhang" else (c, h, w)
+
+
 def prepare(dataset, cfg) -> Prepared:
     n_total = len(dataset.y_train)
     if cfg.n_train > n_total:
@@ -52,8 +112,8 @@ def prepare(dataset, cfg) -> Prepared:
     n = cfg.n_train
     labels, changed = corrupt_labels(dataset.y_train, n, cfg.labels, np.random.default_rng(s["labels"]),
                                      dataset.classes)
-    x = scale(dataset.x_train[:n], dataset.image_shape)
-    x_test = scale(dataset.x_test, dataset.image_shape)
+    x = preprocess_images(scale(dataset.x_train[:n], dataset.image_shape), cfg.preprocess)
+    x_test = preprocess_images(scale(dataset.x_test, dataset.image_shape), cfg.preprocess)
     x, x_test = corrupt_inputs(x, x_test, cfg.inputs, np.random.default_rng(s["inputs"]))
     split = n - cfg.n_val
     return Prepared(

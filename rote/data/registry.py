@@ -1,9 +1,12 @@
 """The datasets rote knows: their files, pinned hashes, image shape and classes.
 
-Adding a dataset is one ``DatasetSpec`` here and one entry in ``DATASETS``;
-``sources`` finds, fetches and verifies the files from what the spec says.
+Adding a dataset is one spec here and one entry in ``DATASETS``; ``sources``
+finds, fetches and verifies the files from what the spec says.  There are two
+kinds of spec, one per file format: ``DatasetSpec`` for the IDX files of
+MNIST and Fashion-MNIST, ``CifarSpec`` for the pickled batches of CIFAR-10's
+python version (see the note above ``CIFAR10`` for why those are pinned by MD5).
 
-Every file is pinned by the SHA-256 of its *uncompressed* IDX bytes.  Pinning
+Every IDX file is pinned by the SHA-256 of its *uncompressed* IDX bytes.  Pinning
 the uncompressed bytes rather than the .gz is deliberate: a .gz hash changes
 whenever someone recompresses the same data (the Debian Fashion-MNIST package
 did exactly that), while the pixels and labels do not.  A .gz is therefore
@@ -51,6 +54,26 @@ class DatasetSpec:
     @property
     def stems(self) -> list[str]:
         return [f.stem for f in self.files]
+
+    @property
+    def n_train(self) -> int:
+        """Training images, read off the pinned size of the labels file (an 8-byte header, then one byte each)."""
+        return self.files[1].size - 8
+
+    @property
+    def n_test(self) -> int:
+        return self.files[3].size - 8
+
+    @property
+    def supply(self) -> str:
+        """What a user puts in a directory to supply the dataset by hand."""
+        return f"the original {self.title} files (raw or .gz)"
+
+    @property
+    def by_hand(self) -> str:
+        """Where to download the files by hand."""
+        origin = f" from {self.mirrors[0]}" if self.mirrors else ""
+        return ", ".join(f"{stem}.gz" for stem in self.stems) + origin
 
 
 # MNIST.  Uncompressed SHA-256 as pinned by the project and confirmed against
@@ -145,12 +168,102 @@ FASHION_MNIST = DatasetSpec(
     system_package="dataset-fashion-mnist",
 )
 
-DATASETS: dict[str, DatasetSpec] = {MNIST.name: MNIST, FASHION_MNIST.name: FASHION_MNIST}
+
+@dataclass(frozen=True)
+class CifarBatch:
+    """One pickled batch of CIFAR's python version and its pinned MD5."""
+
+    stem: str  # the file name inside cifar-10-batches-py/, and in rote's cache
+    split: str  # "train" or "test"
+    md5: str
 
 
-def get_spec(name: str) -> DatasetSpec:
-    """Look up a dataset by name; 'Fashion_MNIST' and 'fashion-mnist' are the same."""
+@dataclass(frozen=True)
+class CifarSpec:
+    """A dataset published as pickled batches in a tarball (CIFAR-10's python version).
+
+    The batches are the unit that is pinned, checked, unpickled and cached;
+    the tarball is only a way to carry them, so its own hash is a record.
+    """
+
+    name: str
+    title: str
+    image_shape: tuple[int, int, int]  # (C, H, W); a batch row is C*H*W bytes, channel planes one after another
+    classes: int
+    n_train: int
+    n_test: int
+    batches: tuple[CifarBatch, ...]  # training batches in order, then the test batch
+    url: str  # of the tarball
+    archive: str  # the tarball's file name
+    archive_md5: str  # a record: the batches' MD5 decide
+    folder: str  # the folder inside the tarball that holds the batches
+
+    @property
+    def files(self) -> tuple[CifarBatch, ...]:
+        return self.batches
+
+    @property
+    def stems(self) -> list[str]:
+        return [b.stem for b in self.batches]
+
+    @property
+    def supply(self) -> str:
+        return f"{self.archive} or its extracted {self.folder}/"
+
+    @property
+    def by_hand(self) -> str:
+        return f"{self.archive} from {self.url}"
+
+
+# CIFAR-10, python version (https://www.cs.toronto.edu/~kriz/cifar.html):
+# 50,000 training and 10,000 test images of 32x32x3 in ten classes.
+#
+# Why MD5 here when every other file is pinned by SHA-256: the only published
+# checksums for these files are MD5s.  The publishers' page gives the
+# tarball's; torchvision pins the tarball and every batch in
+# torchvision/datasets/cifar.py (class CIFAR10: tgz_md5, train_list,
+# test_list), read from pytorch/vision at commit
+# 5c2bb42d9594c4d1a2c892fca7279538626b2aad and the same in its older versions.
+# (SHA-256 pins could be added, computed from files that match these MD5s;
+# none were at hand when this was written.)  MD5 is broken for collisions,
+# but a file made to match a hash published years ago needs a second
+# preimage, which no one can compute.  The batches, not
+# the tarball, are checked, because they are what gets unpickled (and a
+# recompressed tarball holds the same batches); the tarball's MD5 is kept as
+# a record.  torchvision also pins batches.meta
+# (5ff9c542aee3614f3951f8cda6e48888); it holds only the class names, which
+# rote does not use, so it is never read.
+CIFAR10 = CifarSpec(
+    name="cifar10",
+    title="CIFAR-10",
+    image_shape=(3, 32, 32),
+    classes=10,
+    n_train=50_000,
+    n_test=10_000,
+    batches=(
+        CifarBatch("data_batch_1", "train", "c99cafc152244af753f735de768cd75f"),
+        CifarBatch("data_batch_2", "train", "d4bba439e000b95fd0a9bffe97cbabec"),
+        CifarBatch("data_batch_3", "train", "54ebc095f3ab1f0389bbae665268c751"),
+        CifarBatch("data_batch_4", "train", "634d18415352ddfa80567beed471001a"),
+        CifarBatch("data_batch_5", "train", "482c414d41f54cd18b22e5b47cb7c3cb"),
+        CifarBatch("test_batch", "test", "40351d587109b95175f43aff81a1287e"),
+    ),
+    url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    archive="cifar-10-python.tar.gz",
+    archive_md5="c58f30108f718f92721af3b95e74349a",
+    folder="cifar-10-batches-py",
+)
+
+Spec = DatasetSpec | CifarSpec
+
+DATASETS: dict[str, Spec] = {MNIST.name: MNIST, FASHION_MNIST.name: FASHION_MNIST, CIFAR10.name: CIFAR10}
+
+
+def get_spec(name: str) -> Spec:
+    """Look up a dataset by name; 'Fashion_MNIST' and 'fashion-mnist' are the same, as are 'CIFAR-10' and 'cifar10'."""
     key = name.strip().lower().replace("_", "-")
+    if key not in DATASETS and key.replace("-", "") in DATASETS:
+        key = key.replace("-", "")
     if key not in DATASETS:
         raise DataError(
             f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
@@ -162,7 +275,8 @@ def channels_first(images: np.ndarray, image_shape: tuple[int, int, int], what: 
     """View a stack of images as (N, C, H, W), whichever layout it is stored in.
 
     Files store grey images as (N, H, W) and colour ones channel-last,
-    (N, H, W, C); an array already (N, C, H, W) passes through.
+    (N, H, W, C), or, as CIFAR's batches do, channel-first; an array already
+    (N, C, H, W) passes through.
     """
     c, h, w = image_shape
     if images.shape[1:] == (c, h, w):
@@ -179,7 +293,7 @@ class Dataset:
     """A loaded, verified dataset.  Arrays are numpy; converting is the caller's job."""
 
     name: str
-    x_train: np.ndarray  # uint8, (N, H, W) grey or (N, H, W, C) colour, as stored
+    x_train: np.ndarray  # uint8, (N, H, W) grey, (N, H, W, C) or (N, C, H, W) colour, as stored
     y_train: np.ndarray  # int64 (N,)
     x_test: np.ndarray
     y_test: np.ndarray

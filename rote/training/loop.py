@@ -49,9 +49,9 @@ DIVERGED_LOSS = 1e4
 # every k-th epoch (and the last): 2e7 cells are about 180 MB in memory, much less compressed.
 EXAMPLE_CELLS = 20_000_000
 # settings that must agree for runs to share one stacked model and one optimiser
-SHARED_FIELDS = ("dataset", "n_train", "model", "optimizer", "loss", "lr", "momentum", "weight_decay", "schedule",
-                 "step_every", "step_gamma", "batch_size", "val_split", "dropout", "augment_shift", "device",
-                 "channels_last")
+SHARED_FIELDS = ("dataset", "preprocess", "n_train", "model", "optimizer", "loss", "lr", "momentum",
+                 "weight_decay", "schedule", "step_every", "step_gamma", "batch_size", "val_split", "dropout",
+                 "augment_shift", "device", "channels_last")
 
 
 def accumulator_dtype(device: torch.device) -> torch.dtype:
@@ -383,9 +383,12 @@ class Members:
         params, self.buffers = stack_module_state(models)  # each (R, ...)
         self.params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
         self.opt = make_optimizer(cfg, list(self.params.values()))
+        # The stacked members run through one module skeleton on the meta device; its training flag
+        # is theirs. Buffers (batch norm's running statistics) are stacked like the weights, so in
+        # training mode each member updates its own, in place, under vmap.
+        self._base = copy.deepcopy(models[0]).to("meta")
         self.template = models[0]  # a real module, to run one member through (the dead-network check)
-        base = copy.deepcopy(models[0]).to("meta")
-        self._vmapped = torch.vmap(lambda p, b, x: functional_call(base, (p, b), (x,)))
+        self._vmapped = torch.vmap(lambda p, b, x: functional_call(self._base, (p, b), (x,)))
 
     def diagnose(self, r: int, x: torch.Tensor) -> tuple[float, str, float]:
         """The dead-network check (see ``diagnose``) of the member at row r, in eval mode."""
@@ -396,7 +399,8 @@ class Members:
             finally:
                 self.single.train()
         params = {n: p.detach()[r] for n, p in self.params.items()}
-        buffers = {n: b[r] for n, b in self.buffers.items()}
+        buffers = {n: b[r].clone() for n, b in self.buffers.items()}  # eval mode reads them; never write back
+        self.template.eval()
         return diagnose(self.template, x, forward=lambda xb: functional_call(self.template, (params, buffers), (xb,)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -424,8 +428,9 @@ class Members:
             group["lr"] = lr
 
     def train(self, mode: bool = True) -> None:
-        if self.single is not None:
-            self.single.train(mode)  # stacked members run no dropout (they are not grouped with it)
+        """Training or evaluation mode: batch norm's batch or running statistics (stacked members run no
+        dropout: runs with dropout are never grouped)."""
+        (self.single if self.single is not None else self._base).train(mode)
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only the stacked members at ``rows``, with their optimiser state."""
