@@ -83,6 +83,13 @@ def positive_int(text: str) -> int:
     return n
 
 
+def nonnegative_int(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="rote", description="Can a network learn its training set by rote? Train on random labels, "
                "measure memorisation, compare with chance. `rote run` with no flags reproduces the seed "
@@ -123,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute "
                     "(ray: on a Ray cluster, needs `pip install rote[ray]`) (default: local)")
     sw.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
-    sw.add_argument("--retries", type=int, default=2, help="Ray: times a run lost with its node is retried")
+    sw.add_argument("--retries", type=nonnegative_int, default=2, help="times a run lost with its worker process "
+                    "or node is retried (default: %(default)s)")
     sw.add_argument("--data-dir", default=None, help="directory holding the dataset's files")
     sw.add_argument("--dry-run", action="store_true", help="show the plan and the estimate, run nothing")
     sw.add_argument("--no-estimate", action="store_true", help="skip the time estimate")
@@ -291,13 +299,20 @@ def main(argv=None) -> int:
     try:
         commands = {"run": cmd_run, "data": cmd_data, "models": cmd_models, "sweep": cmd_sweep, "table": cmd_table,
                     "plot": cmd_plot, "report": cmd_report}
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except RoteError as e:
         print(f"rote: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `rote ... | head` closed the pipe: stop quietly, as cat does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
 
 
 if __name__ == "__main__":

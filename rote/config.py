@@ -118,9 +118,13 @@ class RunConfig:
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            raise ConfigError(f"lr must be a finite positive number, got {self.lr}")
+        if not (0 <= self.weight_decay < math.inf):
+            raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if not (0.0 <= self.momentum < 1.0):
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if not (0.0 <= self.dropout < 1.0):
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.stop_at is not None and not (0.0 < self.stop_at <= 1.0):

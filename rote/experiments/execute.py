@@ -43,17 +43,18 @@ class Plan:
 
 
 def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
-    """Check every run against its dataset's registered size, then split into done and to-do; creates nothing.
+    """Check every run against its dataset's registered size, and the store's place, then split into done and to-do; creates nothing.
 
     Reads no data, so that a dry run works before the files are there.
     """
     from rote.data.registry import get_spec
 
-    for c in sweep.configs:
-        spec = get_spec(c.dataset)
-        if not (spec.classes <= c.n_train <= spec.n_train):
-            raise ConfigError(f"n_train={c.n_train} is outside [{spec.classes}, {spec.n_train}] for {c.dataset}")
+    for name, n_train in {(c.dataset, c.n_train) for c in sweep.configs}:
+        spec = get_spec(name)
+        if not (spec.classes <= n_train <= spec.n_train):
+            raise ConfigError(f"n_train={n_train} is outside [{spec.classes}, {spec.n_train}] for {name}")
     store = Store(sweep_dir)
+    store.check_writable()
     done_keys = store.done_keys()
     runs = {c.key(): c for c in sweep.configs}  # a run listed twice runs once
     return Plan(sweep, store, [c for k, c in runs.items() if k not in done_keys],
@@ -63,9 +64,14 @@ def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
 def _train_one(cfg: RunConfig, dest: Path, data_dir) -> dict:
     from rote.experiments.run import run
 
+    from rote.experiments.run import RunInterrupted
+
     t0 = time.time()
     try:
         _, result = run(cfg, dest, dataset=_dataset(cfg.dataset, data_dir), log=lambda s: None)
+    except RunInterrupted:  # Ctrl-C is the user stopping the sweep, not the run failing
+        shutil.rmtree(dest, ignore_errors=True)
+        raise KeyboardInterrupt from None
     except Exception as e:
         shutil.rmtree(dest, ignore_errors=True)
         return {"key": cfg.key(), "status": "failed", "error": f"{type(e).__name__}: {e}",
@@ -112,7 +118,12 @@ def execute_group(cfg_dicts: list[dict], store_root: str, data_dir=None, threads
     tmps = [store.temp_dir(c.key()) for c in cfgs]
     for t in tmps:
         shutil.rmtree(t, ignore_errors=True)
-    outs = train_records([c.to_dict() for c in cfgs], tmps, data_dir, threads)
+    try:
+        outs = train_records([c.to_dict() for c in cfgs], tmps, data_dir, threads)
+    except BaseException:  # Ctrl-C: the runs in flight are discarded, not failed; a rerun does them
+        for t in tmps:
+            shutil.rmtree(t, ignore_errors=True)
+        raise
     for t, out in zip(tmps, outs):
         store.land(out, t)
     return skipped + outs
@@ -120,8 +131,13 @@ def execute_group(cfg_dicts: list[dict], store_root: str, data_dir=None, threads
 
 def _worker_init(parent: int, threads: int) -> None:
     """A worker process uses its share of the cores, and ends when the driver dies (even by SIGKILL)."""
+    import signal
+
     import torch
 
+    # Ctrl-C reaches the whole process group: the driver stops the workers itself, and a worker must never
+    # turn it into a failed run
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
 
     def watch():
@@ -133,11 +149,14 @@ def _worker_init(parent: int, threads: int) -> None:
 
 
 def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int], None] = lambda r, running: None,
-              group: int = 1) -> None:
+              group: int = 1, retries: int = 2) -> None:
     """Run the plan's to-do list here: in this process for jobs=1, else in a pool of processes.
 
     With group > 1, compatible runs are trained together as one batched model.
-    ``on_result(outcome, runs still running)`` is called as each run ends.
+    ``on_result(outcome, runs still running)`` is called as each run ends. A worker process that dies
+    (killed, out of memory) takes the runs in flight with it: they run again in a new pool, up to
+    ``retries`` times, and are recorded as failed only then. Ctrl-C stops the workers at once; the runs
+    in flight are discarded (a rerun does them) and KeyboardInterrupt is raised.
     """
     groups, left = group_runs(p.todo, group), len(p.todo)
     if jobs <= 1:
@@ -148,23 +167,65 @@ def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int]
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                             initargs=(os.getpid(), threads)) as pool:
-        futures = [pool.submit(execute_group, [c.to_dict() for c in g], str(p.store.root), data_dir, threads)
-                   for g in groups]
-        for f in as_completed(futures):
-            for r in f.result():
+    attempts = [0] * len(groups)
+    queue = list(range(len(groups)))
+    while queue:
+        lost = []
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                   initargs=(os.getpid(), threads))
+        try:
+            futures = {pool.submit(execute_group, [c.to_dict() for c in groups[i]], str(p.store.root), data_dir,
+                                   threads): i for i in queue}
+            for f in as_completed(futures):
+                try:
+                    outs = f.result()
+                except BrokenProcessPool:  # a worker died: every run in flight is lost with it
+                    lost.append(futures[f])
+                    continue
+                for r in outs:
+                    left -= 1
+                    on_result(r, min(jobs * group, left))
+        except BaseException:
+            _stop_pool(pool)
+            p.store.clean_stale()
+            raise
+        pool.shutdown(wait=True)
+        p.store.clean_stale()  # the temporaries of the dead workers
+        queue = []
+        for i in sorted(lost):
+            attempts[i] += 1
+            if attempts[i] <= retries:
+                queue.append(i)
+                continue
+            for c in groups[i]:
+                out = {"key": c.key(), "status": "failed", "config": c.to_dict(),
+                       "error": f"its worker process died {attempts[i]} time(s) (killed, or out of memory)"}
+                p.store.land(out)
                 left -= 1
-                on_result(r, min(jobs * group, left))
+                on_result(out, min(jobs * group, left))
+
+
+def _stop_pool(pool) -> None:
+    """Stop a process pool now: kill its workers and drop its queue, instead of draining it."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.kill()
+        except OSError:
+            pass
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def start_store(p: Plan) -> int:
-    """Create the store, keep the sweep file beside it, discard temporaries of killed runs (returns how many)."""
+    """Create and lock the store, keep the sweep file beside it, move bad records aside and discard
+    temporaries of killed runs (returns how many). The lock is held until ``run_sweep`` ends (or the process)."""
     p.store.create()
+    p.store.lock()
+    p.store.quarantine_bad()
     path = p.store.root / "sweep.yaml"
-    if path.exists() and path.read_text() != p.sweep.source:
+    if path.exists() and path.read_bytes() != p.sweep.source.encode():
         # settings may change: new keys are new runs, and old records stay valid for their own settings
         shutil.copy(path, p.store.root / f"sweep.{time.strftime('%Y%m%d-%H%M%S')}.yaml")
     write_atomic(path, p.sweep.source.encode())
@@ -181,6 +242,8 @@ def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = Non
     ``group`` runs per batched model (default: 32 on a local GPU, else 1). index.csv is rewritten as runs
     finish. Ctrl-C returns with counts['interrupted']: what finished is kept and indexed.
     """
+    if retries < 0:
+        raise ConfigError(f"retries must be >= 0, got {retries}")
     stale = start_store(p)
     if stale:
         log(f"discarded {stale} unfinished run(s) left by an interrupted sweep; they run again")
@@ -203,10 +266,13 @@ def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = Non
             run_ray(p, address=address, data_dir=data_dir, retries=retries, on_result=landed, group=group,
                     gpu=device == "cuda")
         elif p.todo:
-            run_local(p, jobs, data_dir, landed, group=group)
+            run_local(p, jobs, data_dir, landed, group=group, retries=retries)
     except KeyboardInterrupt:
         counts["interrupted"] = True
-    p.store.write_index()
+    try:
+        p.store.write_index()
+    finally:
+        p.store.unlock()
     return counts
 
 

@@ -59,6 +59,18 @@ def run_ray(plan, *, address=None, data_dir=None, retries: int = 2, group: int =
     task = ray.remote(num_cpus=cpus, num_gpus=int(gpu), max_retries=retries)(train_remote)
     pending = {task.remote([c.to_dict() for c in g], data_dir, cpus): g for g in group_runs(plan.todo, group)}
     left = len(plan.todo)
+    try:
+        _collect(ray, plan, pending, left, total_cpus // cpus * group, on_result)
+    except KeyboardInterrupt:  # stop the tasks in flight: their runs are discarded, a rerun does them
+        for ref in pending:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # already finished or gone
+                pass
+        raise
+
+
+def _collect(ray, plan, pending: dict, left: int, slots: int, on_result) -> None:
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)  # wakes up for Ctrl-C
         for ref in ready:
@@ -71,4 +83,4 @@ def run_ray(plan, *, address=None, data_dir=None, retries: int = 2, group: int =
             for out in outs:
                 plan.store.land(out)
                 left -= 1
-                on_result(out, min(left, total_cpus // cpus * group))
+                on_result(out, min(left, slots))

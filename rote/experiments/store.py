@@ -5,36 +5,166 @@
       runs/<key>/       one record per finished run, named by the hash of its full config: the layout of a
                         `rote run` directory (rote.experiments.record)
       failed/<key>.json the error of a run that failed, until a rerun finishes it
+      quarantine/       records that failed their check (damaged, foreign, copied), moved aside with the time
       index.csv         one row per finished run (record.index_csv); `pandas.read_csv(SWEEP_DIR/"index.csv")`
+      .lock             held (flock) by the one sweep driver writing to the store; holds its pid
 
 A record is written in ``runs/.tmp-<key>-<pid>/`` (by the run itself, or by the
 driver from the files a Ray worker sends back) and renamed to ``runs/<key>/``
-only when complete: the rename is atomic, so a record is either all there or
-not there, whatever kills the process (SIGKILL included). A rerun skips every
-key that has a record and discards stale temporary directories. A run whose
-settings differ in any field has another key, so a result is never reused for
-other settings.
+only when complete and checked: the rename is atomic, so a record is either all
+there or not there, whatever kills the process (SIGKILL included). A rerun skips
+every key that has a valid record and discards temporary directories whose
+process is gone. A run whose settings differ in any field has another key, so a
+result is never reused for other settings.
+
+A record is trusted only after ``check_record``: its directory name, its
+config.json's key, the key recomputed from its settings and result.json's key
+agree, and its files parse. Anything else under runs/ is named in a warning,
+never counted, and moved to quarantine/ by the next sweep, which then redoes it.
 """
 
 from __future__ import annotations
 
+import csv
+import errno
+import fcntl
+import io
+import json
 import os
 import shutil
+import sys
+import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
+
+import numpy as np
 
 from rote.atomic import write_atomic
-from rote.experiments.record import RESULT, index_csv, read_record, write_json
+from rote.errors import ConfigError, RoteError
+from rote.experiments.record import CONFIG, HISTORY, LABELS, RESULT, index_csv, read_record, write_json
+
+REQUIRED = (CONFIG, HISTORY, LABELS, RESULT)
+TEXT_COLUMNS = {"dead_layer"}  # history.csv's one column of words (rote.training.loop.EpochRecord)
+
+
+def _warn(msg: str) -> None:
+    print(f"rote: warning: {msg}", file=sys.stderr)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def check_record(d: Path, key: Optional[str] = None) -> Optional[str]:
+    """Why the record in ``d`` cannot be trusted, or None if it can.
+
+    ``key``: the key it must have (default: the directory's name).
+    """
+    from rote.config import RunConfig
+
+    d = Path(d)
+    key = key or d.name
+    for name in REQUIRED:
+        if not (d / name).is_file():
+            return f"{name} is missing"
+    try:
+        cfg = json.loads((d / CONFIG).read_bytes().decode())
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("config"), dict):
+            return f"{CONFIG} has no settings"
+        result = json.loads((d / RESULT).read_bytes().decode())
+        if not isinstance(result, dict):
+            return f"{RESULT} is not a mapping"
+    except (UnicodeDecodeError, ValueError) as e:
+        return f"a JSON file does not parse ({type(e).__name__})"
+    try:
+        real = RunConfig.from_dict(cfg["config"]).key()
+    except (ConfigError, TypeError, AttributeError) as e:
+        return f"its settings are not valid ({e})"
+    keys = {"directory": key, "config.json": cfg.get("config_key"), "settings": real,
+            "result.json": result.get("config_key")}
+    if len(set(keys.values())) != 1:
+        return "keys disagree: " + ", ".join(f"{k} {v}" for k, v in keys.items())
+    try:
+        with open(d / HISTORY, encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or "epoch" not in rows[0] or any(len(r) != len(rows[0]) for r in rows):
+            return f"{HISTORY} is empty, ragged or has no epoch column"
+        numeric = [i for i, name in enumerate(rows[0]) if name not in TEXT_COLUMNS]
+        for r in rows[1:]:
+            [float(r[i]) for i in numeric if r[i] != ""]
+        labels = np.load(io.BytesIO((d / LABELS).read_bytes()), allow_pickle=False)
+        if labels.dtype.names is None or "label" not in labels.dtype.names:
+            return f"{LABELS} has no labels"
+    except (UnicodeDecodeError, ValueError, OSError, EOFError) as e:
+        return f"a file does not parse ({type(e).__name__}: {e})"[:200]
+    return None
 
 
 class Store:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.runs = self.root / "runs"
+        self._valid: dict[str, tuple] = {}  # name -> signature of a record that passed check_record
+        self._warned: set[str] = set()
+        self._lock = None
+
+    # -- the driver's side -------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """Raise a RoteError (before anything is written) if the store cannot be made or written here."""
+        if self.root.exists() and not self.root.is_dir():
+            raise RoteError(f"store {self.root} is a file, not a directory; choose another --out")
+        if self.runs.exists() and not self.runs.is_dir():
+            raise RoteError(f"store {self.root} has a file where runs/ should be; choose another --out")
+        existing = self.root
+        while not existing.exists():
+            if existing.parent == existing:
+                break
+            existing = existing.parent
+        if not existing.is_dir():
+            raise RoteError(f"cannot make store {self.root}: {existing} is not a directory; choose another --out")
+        targets = [existing] + [p for p in (self.runs,) if p.is_dir()]
+        if any(not os.access(p, os.W_OK | os.X_OK) for p in targets):
+            raise RoteError(f"store {self.root} is not writable here ({existing}); choose another --out")
 
     def create(self) -> "Store":
-        self.runs.mkdir(parents=True, exist_ok=True)
+        self.check_writable()
+        try:
+            self.runs.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RoteError(f"cannot make store {self.root}: {e.strerror}; choose another --out") from None
         return self
+
+    def lock(self) -> None:
+        """Take the store for this driver until it exits (or ``unlock``); one line if another holds it."""
+        path = self.root / ".lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise RoteError(f"cannot lock store {self.root}: {e.strerror}; choose another --out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RoteError(f"store {self.root} is in use by another rote sweep (pid {pid}); wait for it or "
+                                f"use another --out") from None
+            raise RoteError(f"cannot lock store {self.root}: {e.strerror}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock = fd
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the flock
+            self._lock = None
 
     def record_dir(self, key: str) -> Path:
         return self.runs / key
@@ -42,18 +172,34 @@ class Store:
     def temp_dir(self, key: str) -> Path:
         return self.runs / f".tmp-{key}-{os.getpid()}"
 
-    def done(self, key: str) -> bool:
-        return (self.record_dir(key) / RESULT).is_file()
-
-    def done_keys(self) -> set[str]:
-        return {p.parent.name for p in self.runs.glob(f"*/{RESULT}") if not p.parent.name.startswith(".")}
-
     def clean_stale(self) -> int:
-        """Remove temporary directories left by runs that were killed. Call with no worker running."""
-        stale = list(self.runs.glob(".tmp-*"))
-        for p in stale:
+        """Remove temporary directories whose process is gone (runs that were killed or interrupted)."""
+        n = 0
+        for p in self.runs.glob(".tmp-*"):
+            pid = p.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and _pid_alive(int(pid)):
+                continue
             shutil.rmtree(p, ignore_errors=True)
-        return len(stale)
+            n += 1
+        return n
+
+    def quarantine(self, name: str, why: str) -> Path:
+        """Move a record that failed its check to quarantine/<name>-<time>, so that a rerun redoes it."""
+        dest = self.root / "quarantine" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while dest.exists():
+            dest = dest.with_name(f"{dest.name.split('.')[0]}.{n}")
+            n += 1
+        os.rename(self.runs / name, dest)
+        _warn(f"record runs/{name} in {self.root} is not valid ({why}); moved to {dest}, a rerun redoes it")
+        self._valid.pop(name, None)
+        return dest
+
+    def quarantine_bad(self) -> int:
+        """Check every record and move the bad ones aside; the driver calls this holding the lock."""
+        bad = self._scan(report=lambda name, why: self.quarantine(name, why))
+        return len(bad)
 
     def commit(self, key: str, tmp: Path) -> Path:
         """Publish a complete record: one atomic rename. If another worker won the race, keep theirs."""
@@ -70,22 +216,81 @@ class Store:
         """Put one run's outcome in the store: a finished record, or its error in failed/<key>.json.
 
         A finished record is the directory ``tmp`` or, from a remote worker, the files in ``out['files']``.
+        It is checked first: a record with a file missing or unreadable is recorded as failed, not published.
         """
         key = out["key"]
         failed = self.root / "failed" / f"{key}.json"
-        if out["status"] != "done":
-            write_json(failed, out)
-            return
-        if tmp is None:
-            tmp = self.temp_dir(key)
+        if out["status"] == "done":
+            if tmp is None:
+                tmp = self.temp_dir(key)
+                shutil.rmtree(tmp, ignore_errors=True)
+                for name, blob in out.pop("files").items():
+                    write_atomic(tmp / name, blob)
+            why = check_record(tmp, key)
+            if why is None:
+                self.commit(key, tmp)
+                failed.unlink(missing_ok=True)
+                return
             shutil.rmtree(tmp, ignore_errors=True)
-            for name, blob in out.pop("files").items():
-                write_atomic(tmp / name, blob)
-        self.commit(key, tmp)
-        failed.unlink(missing_ok=True)
+            out.update(status="failed", error=f"incomplete record, not published: {why}")
+        out.pop("files", None)
+        write_json(failed, out)
+
+    # -- everyone's side ---------------------------------------------------------
+
+    def _signature(self, d: Path) -> Optional[tuple]:
+        try:
+            return tuple((s.st_mtime_ns, s.st_size, s.st_ino) for s in (os.stat(d / n) for n in REQUIRED))
+        except OSError:
+            return None
+
+    def _scan(self, report: Callable[[str, str], None]) -> list[str]:
+        """Names of the records under runs/ that fail check_record (each passed to ``report``)."""
+        bad = []
+        try:
+            entries = sorted(self.runs.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return bad
+        for d in entries:
+            if d.name.startswith(".") or not d.is_dir():
+                continue
+            sig = self._signature(d)
+            if sig is not None and self._valid.get(d.name) == sig:
+                continue
+            why = check_record(d)
+            if why is None:
+                self._valid[d.name] = sig
+            else:
+                self._valid.pop(d.name, None)
+                bad.append(d.name)
+                report(d.name, why)
+        return bad
+
+    def _warn_once(self, name: str, why: str) -> None:
+        if name not in self._warned:
+            self._warned.add(name)
+            _warn(f"record runs/{name} in {self.root} is not valid ({why}); left out (a sweep moves it aside "
+                  f"and redoes it)")
+
+    def done(self, key: str) -> bool:
+        d = self.record_dir(key)
+        sig = self._signature(d)
+        if sig is None:
+            return False
+        if self._valid.get(key) == sig:
+            return True
+        if check_record(d) is None:
+            self._valid[key] = sig
+            return True
+        return False
+
+    def done_keys(self, warn: bool = True) -> set[str]:
+        """Keys of the valid records; a bad one is named in a warning (once) and left out."""
+        bad = set(self._scan(self._warn_once if warn else lambda n, w: None))
+        return {n for n in self._valid if n not in bad and (self.runs / n).is_dir()}
 
     def records(self) -> Iterator[dict]:
-        """Every finished run, as rote.experiments.record.read_record gives it, in key order."""
+        """Every valid finished run, as rote.experiments.record.read_record gives it, in key order."""
         return (read_record(self.record_dir(k)) for k in sorted(self.done_keys()))
 
     def write_index(self) -> Path:

@@ -25,7 +25,10 @@ line and the field.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ from rote.config import RunConfig
 from rote.errors import ConfigError
 
 TOP_KEYS = ("name", "description", "base", "cases", "grid", "seeds")
+MAX_RUNS = 100_000  # a sweep that expands to more is almost surely a typo (and would not finish)
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,11 @@ def _find(mapping_node, key: str):
 def load_sweep(path: Path) -> Sweep:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read sweep file {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"sweep file {path} is not UTF-8 text (byte {e.start})") from None
     return parse_sweep(text, str(path))
 
 
@@ -94,6 +100,9 @@ def parse_sweep(text: str, where: str = "<sweep>") -> Sweep:
         if k.value not in TOP_KEYS:
             raise err(k, f"unknown key '{k.value}'; a sweep file has {', '.join(TOP_KEYS)}")
     name = str(data.get("name") or Path(where).stem)
+    if name.startswith(".") or re.search(r"[/\\\x00-\x1f]", name):
+        raise err(_find(root, "name")[1] or root, f"name {name!r} must be a plain name (no '/', no leading '.'): "
+                  f"it names the store's folder under sweeps/")
     base = data.get("base") or {}
     _, base_node = _find(root, "base")
     if not isinstance(base, dict):
@@ -104,10 +113,14 @@ def parse_sweep(text: str, where: str = "<sweep>") -> Sweep:
     _, cases_node = _find(root, "cases")
     if cases_node is not None and (not isinstance(data.get("cases"), list) or not cases):
         raise err(cases_node, "'cases' must be a non-empty list of mappings of run settings")
+    seen_cases: dict = {}
     for case, c_node in zip(cases, cases_node.value if cases_node is not None else []):
         if not isinstance(case, dict) or not case:
             raise err(c_node, "each case must be a non-empty mapping of run settings, e.g. {labels: random}")
-        _settings(case, c_node, base_cfg, err)
+        c_key = _settings(case, c_node, base_cfg, err).key()
+        if c_key in seen_cases:
+            raise err(c_node, f"this case repeats the case on line {seen_cases[c_key]}")
+        seen_cases[c_key] = _line(c_node)
 
     grid = data.get("grid") or {}
     _, grid_node = _find(root, "grid")
@@ -128,25 +141,34 @@ def parse_sweep(text: str, where: str = "<sweep>") -> Sweep:
 
     seeds_raw = data.get("seeds", 1)
     _, seeds_node = _find(root, "seeds")
+    n_conditions = max(1, len(cases)) * math.prod(len(v) for v in grid.values())
     if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool) and seeds_raw >= 1:
-        seeds = list(range(seeds_raw))
+        n_seeds = seeds_raw
     elif isinstance(seeds_raw, list) and seeds_raw and all(isinstance(s, int) and not isinstance(s, bool)
                                                             for s in seeds_raw):
-        seeds = list(seeds_raw)
-        if len(set(seeds)) != len(seeds):
+        n_seeds = len(seeds_raw)
+        if any(s < 0 for s in seeds_raw):
+            raise err(seeds_node, f"'seeds' lists a negative seed ({min(seeds_raw)}); seeds are >= 0")
+        if len(set(seeds_raw)) != len(seeds_raw):
             raise err(seeds_node, "'seeds' lists a seed twice")
     else:
-        raise err(seeds_node or root, "'seeds' must be a positive count (5 means 0-4) or a list of integers")
+        raise err(seeds_node or root, "'seeds' must be a positive count (5 means 0-4) or a list of integers >= 0")
+    if n_conditions * n_seeds > MAX_RUNS:
+        raise err(seeds_node or grid_node or root, f"the sweep expands to {n_conditions * n_seeds:,} runs "
+                  f"({n_conditions:,} conditions x {n_seeds:,} seeds); at most {MAX_RUNS:,} are allowed")
+    seeds = list(range(seeds_raw)) if isinstance(seeds_raw, int) else list(seeds_raw)
 
     sweep = Sweep(name=name, description=str(data.get("description") or ""), base=base, cases=cases, grid=grid,
                   seeds=seeds, configs=[], source=text)
     configs = []
     for point in sweep.conditions():
-        for seed in seeds:
-            try:
-                configs.append(RunConfig.from_dict({**point, "seed": seed}, base=base_cfg))
-            except ConfigError as e:
-                raise err(grid_node or cases_node or root, f"condition {point}: {e}") from None
+        try:
+            cfg = RunConfig.from_dict({**point, "seed": seeds[0]}, base=base_cfg)
+        except ConfigError as e:
+            raise err(grid_node or cases_node or root, f"condition {point}: {e}") from None
+        # the seed is the only field that changes, and every seed is checked above (>= 0): no need to
+        # validate the whole config again per seed
+        configs.extend(dataclasses.replace(cfg, seed=seed) for seed in seeds)
     return Sweep(**{**sweep.__dict__, "configs": configs})
 
 

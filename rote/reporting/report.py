@@ -176,7 +176,7 @@ def render(data: SweepData, figures, notes) -> str:
         parts.append(f"<pre>{e(sweep.source)}</pre>")
     else:
         src = data.store.root / "sweep.yaml"
-        parts.append(f"<pre>{e(src.read_text())}</pre>" if src.is_file() else "<p>No sweep.yaml in the store.</p>")
+        parts.append(f"<pre>{e(src.read_text(errors='replace'))}</pre>" if src.is_file() else "<p>No sweep.yaml in the store.</p>")
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
 

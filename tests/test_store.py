@@ -1,0 +1,338 @@
+"""The store against what goes wrong: two drivers, Ctrl-C, damaged or copied records, dead workers, bad values.
+
+Every user error is one line on stderr and exit code 2, and leaves nothing half-written.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rote.cli import main
+from rote.config import RunConfig
+from rote.errors import ConfigError
+from rote.experiments import execute
+from rote.experiments.store import Store, check_record
+from rote.experiments.sweep import parse_sweep
+
+SMALL = """\
+name: small
+base: {n_train: 100, epochs: 1, model: "mlp:16", stop_at: none, record_examples: false, device: cpu}
+grid:
+  labels: [true, random, "partial:0.5"]
+seeds: 2
+"""
+# one quick run, then long ones: a signal sent while a long one trains finds exactly one run finished
+LONG = """\
+name: long
+base: {n_train: 100, epochs: 5000, model: "mlp:16", stop_at: none, collapse_patience: 0, record_examples: false,
+       device: cpu}
+cases:
+  - {epochs: 1}
+  - {labels: random}
+  - {labels: true}
+  - {labels: "partial:0.5"}
+"""
+
+
+def run_main(capsys, *args):
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str, words: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in err, err
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory, mnist):
+    """A finished store of SMALL's six runs, made once; tests work on copies."""
+    root = tmp_path_factory.mktemp("small") / "store"
+    plan = execute.plan(parse_sweep(SMALL), root)
+    counts = execute.run_sweep(plan, jobs=1, log=lambda s: None)
+    assert counts["done"] == 6 and counts["failed"] == 0
+    return root
+
+
+def copy_store(src: Path, tmp_path: Path) -> Store:
+    dst = tmp_path / "store"
+    shutil.copytree(src, dst)
+    return Store(dst)
+
+
+def _popen(args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "rote", *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _training_temps(store: Store, min_rows: int = 2) -> list[Path]:
+    """Temporary record directories whose run has written at least ``min_rows`` epochs."""
+    found = []
+    for t in store.runs.glob(".tmp-*"):
+        try:
+            if len((t / "history.csv").read_text().splitlines()) > min_rows:
+                found.append(t)
+        except OSError:
+            pass
+    return found
+
+
+def _wait(cond, seconds=180):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# -- 1. two drivers on one store ---------------------------------------------------------
+
+
+def test_second_driver_is_refused_and_leaves_the_first_drivers_run_alone(small_store, tmp_path, capsys):
+    store = copy_store(small_store, tmp_path)
+    first = Store(store.root)
+    first.lock()  # a first driver, mid-sweep, with a run in flight in a temporary directory of its own
+    key = next(iter(store.done_keys()))
+    shutil.rmtree(store.record_dir(key))
+    mine = store.runs / f".tmp-{key}-{os.getpid()}"
+    shutil.copytree(small_store / "runs" / key, mine)
+    f = tmp_path / "small.yaml"
+    f.write_text(SMALL)
+    try:
+        code, _, err = run_main(capsys, "sweep", f, "--out", store.root, "--jobs", "1", "--no-estimate")
+    finally:
+        first.unlock()
+    assert code == 2
+    one_line(err, f"store {store.root} is in use by another rote sweep (pid {os.getpid()}); wait for it or use "
+                  f"another --out")
+    assert mine.is_dir() and not store.record_dir(key).exists()
+
+    # temporaries are removed only when their process is gone
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = store.runs / f".tmp-{key}-{dead.pid}"
+    gone.mkdir()
+    assert store.clean_stale() == 1 and not gone.exists() and mine.is_dir()
+
+
+def test_a_record_with_a_file_missing_is_never_published(small_store, tmp_path):
+    store = copy_store(small_store, tmp_path)
+    key = next(iter(store.done_keys()))
+    src = store.record_dir(key)
+    for missing in ("config.json", "history.csv", "labels.npy", "result.json"):
+        tmp = store.runs / f".tmp-{key}-{os.getpid()}"
+        shutil.copytree(src, tmp)
+        (tmp / missing).unlink()
+        shutil.rmtree(src, ignore_errors=True)
+        store.land({"key": key, "status": "done"}, tmp)
+        assert not store.record_dir(key).exists() and not tmp.exists()
+        failed = json.loads((store.root / "failed" / f"{key}.json").read_text())
+        assert failed["status"] == "failed" and missing in failed["error"]
+        shutil.copytree(small_store / "runs" / key, src)
+    assert check_record(src) is None
+
+
+# -- 2. Ctrl-C ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_stops_the_sweep_at_once_and_records_no_failure(tmp_path, mnist, jobs):
+    f = tmp_path / "long.yaml"
+    f.write_text(LONG)
+    store = Store(tmp_path / "store")
+    p = _popen(["sweep", f, "--out", store.root, "--jobs", jobs, "--no-estimate"], tmp_path)
+    try:
+        assert _wait(lambda: len(store.done_keys(warn=False)) == 1 and _training_temps(store)), "no run started"
+        p.send_signal(signal.SIGINT)
+        t0 = time.time()
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert time.time() - t0 < 20
+    assert p.returncode == 130, err
+    assert "interrupted: 1 run(s) finished" in err and "Traceback" not in err
+    assert not (store.root / "failed").exists()
+    assert store.done_keys() == {parse_sweep(LONG).configs[0].key()}
+    # the runs in flight are discarded now, or by the next sweep (their process is gone)
+    store.clean_stale()
+    assert not list(store.runs.glob(".tmp-*"))
+
+
+# -- 3. damaged, foreign or copied records --------------------------------------------------
+
+
+def test_bad_records_are_named_left_out_and_redone(small_store, tmp_path, capsys):
+    store = copy_store(small_store, tmp_path)
+    keys = sorted(store.done_keys())
+    assert len(keys) == 6
+    a, b, c, d, e, g = (store.record_dir(k) for k in keys)
+    (a / "result.json").write_text((a / "result.json").read_text()[:40])  # truncated
+    (b / "config.json").unlink()
+    (c / "history.csv").write_bytes((c / "history.csv").read_bytes() + b"\xff\xfe,\x80\n")  # not UTF-8
+    (d / "result.json").unlink()
+    shutil.copy(g / "result.json", e / "result.json")  # another run's result dropped in
+    shutil.copytree(g, store.runs / "copy-of-a-run")  # a copy under another name: not an extra seed
+    (store.runs / "notes").mkdir()
+    (store.runs / "notes" / "todo.txt").write_text("foreign")
+    (store.root / "sweep.yaml").write_bytes(b"name: small\n# \xff\xfe\n")  # not UTF-8
+
+    assert store.done_keys() == {g.name}
+    warned = capsys.readouterr().err.strip().splitlines()
+    assert len(warned) == 7 and all(w.startswith("rote: warning: record runs/") for w in warned)
+    assert [r["key"] for r in store.records()] == [g.name]
+
+    code, out, err = run_main(capsys, "table", store.root)
+    assert code == 0 and "Traceback" not in err, err
+    code, _, err = run_main(capsys, "report", store.root)
+    assert code == 0 and "Traceback" not in err, err
+
+    # the next sweep moves them aside and redoes the five damaged runs (and never counts the copy)
+    f = tmp_path / "small.yaml"
+    f.write_text(SMALL)
+    code, out, err = run_main(capsys, "sweep", f, "--out", store.root, "--jobs", "1", "--no-estimate")
+    assert code == 0, err
+    assert "1 already in" in out and "5 to run" in out
+    assert store.done_keys() == set(keys)
+    assert sorted(p.name for p in store.runs.iterdir()) == keys
+    assert len(list((store.root / "quarantine").iterdir())) == 7
+    assert len((store.root / "index.csv").read_text().strip().splitlines()) == 7
+    code, _, err = run_main(capsys, "table", store.root)
+    assert code == 0 and err == ""
+
+
+# -- 4. a dead local worker -----------------------------------------------------------------
+
+
+def test_a_killed_worker_is_retried_and_the_sweep_carries_on(tmp_path, mnist):
+    f = tmp_path / "w.yaml"
+    text = LONG.replace("epochs: 5000", "epochs: 80")
+    f.write_text(text)
+    store = Store(tmp_path / "store")
+    p = _popen(["sweep", f, "--out", store.root, "--jobs", "2", "--no-estimate"], tmp_path)
+    try:
+        running = []
+        assert _wait(lambda: running.extend(_training_temps(store, 1)) or running), "no run started"
+        victim = int(running[0].name.rsplit("-", 1)[1])
+        assert victim != p.pid  # a worker's
+        os.kill(victim, signal.SIGKILL)
+        out, err = p.communicate(timeout=300)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    assert "4 run(s) finished, 0 failed" in out
+    assert store.done_keys() == {c.key() for c in parse_sweep(text).configs}
+    assert not (store.root / "failed").exists() and not list(store.runs.glob(".tmp-*"))
+
+
+# -- 5. every bad value, before anything is written -----------------------------------------
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"seed": -1}, "seed must be >= 0"),
+    ({"momentum": -0.5}, "momentum must be in [0, 1)"),
+    ({"momentum": 1.0}, "momentum must be in [0, 1)"),
+    ({"lr": "1e400"}, "lr must be a finite positive number"),
+    ({"lr": "inf"}, "lr must be a finite positive number"),
+    ({"weight_decay": "1e400"}, "weight_decay must be a finite number"),
+])
+def test_bad_run_values_are_config_errors(settings, words, tmp_path, capsys):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        RunConfig.from_dict(settings)
+    (k, v), = settings.items()
+    out = tmp_path / "out"
+    code, _, err = run_main(capsys, "run", f"--{k.replace('_', '-')}", v, "--out", out)
+    assert code == 2
+    one_line(err, words)
+    assert not out.exists()
+
+
+SWEEP_ERRORS = [
+    (SMALL.replace("seeds: 2", "seeds: [0, -3]"), "negative seed"),
+    (SMALL.replace("grid:", "grid:\n  momentum: [-0.5]"), "momentum must be in [0, 1)"),
+    (SMALL.replace("grid:", "grid:\n  lr: [1e400]"), "lr must be a finite positive number"),
+    (SMALL.replace("grid:", "grid:\n  weight_decay: [.inf]"), "weight_decay must be a finite number"),
+    (SMALL.replace("name: small", "name: ../../escape"), "must be a plain name"),
+    (SMALL.replace("name: small", "name: /tmp/x"), "must be a plain name"),
+    (SMALL.split("grid:")[0] + "cases:\n  - {labels: true}\n  - {labels: true}\n", "repeats the case"),
+    (SMALL.replace("seeds: 2", "seeds: 1000000"), "at most 100,000"),
+    (SMALL.replace("seeds: 2", "seeds: 1000000000000"), "at most 100,000"),
+]
+
+
+@pytest.mark.parametrize("text, words", SWEEP_ERRORS)
+def test_bad_sweep_files_are_one_line_and_write_nothing(text, words, tmp_path, capsys):
+    f = tmp_path / "s.yaml"
+    f.write_text(text)
+    t0 = time.time()
+    code, _, err = run_main(capsys, "sweep", f, "--out", tmp_path / "store", "--dry-run")
+    assert time.time() - t0 < 30
+    assert code == 2
+    one_line(err, words)
+    assert not (tmp_path / "store").exists() and not (tmp_path / "sweeps").exists()
+
+
+def test_bad_places_and_flags_are_one_line(small_store, tmp_path, capsys):
+    f = tmp_path / "s.yaml"
+    f.write_text(SMALL)
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["--out", tmp_path / "afile"], "is a file"),
+        (["--out", tmp_path / "afile" / "store"], "not a directory"),
+        (["--out", "/proc/rote-store"], "cannot make store"),
+        (["--out", tmp_path / "store", "--retries", "-1"], "must be at least 0"),
+    ]
+    for args, words in cases:
+        code, _, err = run_main(capsys, "sweep", f, "--no-estimate", *args)
+        assert code == 2, (args, err)
+        one_line(err, words)
+    assert not (tmp_path / "store").exists() and (tmp_path / "afile").read_text() == "x"
+    with pytest.raises(ConfigError, match="retries"):
+        execute.run_sweep(execute.plan(parse_sweep(SMALL), tmp_path / "store"), retries=-1)
+    assert not (tmp_path / "store").exists()
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(SMALL.encode() + b"# \xff\xfe\n")
+    code, _, err = run_main(capsys, "sweep", bad, "--out", tmp_path / "store", "--dry-run")
+    assert code == 2
+    one_line(err, "not UTF-8")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions")
+def test_read_only_store_is_one_line(small_store, tmp_path, capsys):
+    store = copy_store(small_store, tmp_path)
+    f = tmp_path / "s.yaml"
+    f.write_text(SMALL.replace("seeds: 2", "seeds: 3"))
+    before = sorted(p.name for p in store.root.rglob("*"))
+    for p in [store.root, store.runs]:
+        p.chmod(0o555)
+    try:
+        code, _, err = run_main(capsys, "sweep", f, "--out", store.root, "--no-estimate")
+    finally:
+        for p in [store.root, store.runs]:
+            p.chmod(0o755)
+    assert code == 2
+    one_line(err, "not writable")
+    assert sorted(p.name for p in store.root.rglob("*")) == before
+
+
+def test_a_closed_pipe_is_a_quiet_exit(tmp_path):
+    p = subprocess.Popen([sys.executable, "-m", "rote", "data", "list"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()  # as `| head` does once it has its lines
+    err = p.stderr.read().decode()
+    p.wait(timeout=60)
+    assert err == "" and p.returncode == 141
