@@ -518,6 +518,10 @@ def load_dataset(
 
     ``sources`` replaces the default list (see ``default_sources``); tests use it.
     """
+    if name.startswith("npz:"):  # a user's file (rote.data.usernpz), not a registered dataset
+        from rote.data.usernpz import load_user_npz
+
+        return load_user_npz(name)
     spec = get_spec(name)
     if sources is None:
         sources = default_sources(spec.name, data_dir, allow_download=allow_download)

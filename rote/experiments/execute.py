@@ -48,6 +48,11 @@ def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
         ds = _dataset(c.dataset, data_dir)
         if not (ds.classes <= c.n_train <= len(ds.y_train)):
             raise ConfigError(f"n_train={c.n_train} is outside [{ds.classes}, {len(ds.y_train)}] for {c.dataset}")
+    from rote.models import check_model_name
+
+    for model, dataset in sorted({(c.model, c.dataset) for c in sweep.configs}):
+        ds = _dataset(dataset, data_dir)
+        check_model_name(model, in_shape=ds.image_shape, classes=ds.classes, shape_known=True)
     store = Store(sweep_dir)
     done_keys = store.done_keys()
     runs = {c.key(): c for c in sweep.configs}  # a run listed twice runs once
@@ -205,7 +210,7 @@ def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = Non
     return counts
 
 
-def estimate_seconds(p: Plan) -> tuple[float, Optional[float], str]:
+def estimate_seconds(p: Plan, data_dir=None) -> tuple[float, Optional[float], str]:
     """(upper bound, typical or None, where the speed came from) for the time left.
 
     The bound assumes every run uses all its epochs. The typical figure
@@ -228,7 +233,7 @@ def estimate_seconds(p: Plan) -> tuple[float, Optional[float], str]:
     for c in p.todo:
         k = (c.model, c.batch_size)
         if k not in rates:
-            rates[k] = _calibrate(c)
+            rates[k] = _calibrate(c, data_dir)
             source = "a short timing of each model"
     upper, typical, known = 0.0, 0.0, True
     for c in p.todo:
@@ -242,16 +247,15 @@ def estimate_seconds(p: Plan) -> tuple[float, Optional[float], str]:
     return upper, (typical if known else None), source
 
 
-def _calibrate(cfg: RunConfig) -> float:
+def _calibrate(cfg: RunConfig, data_dir=None) -> float:
     """Images per second of a few training steps of this model on random data."""
     import torch
     import torch.nn.functional as F
 
-    from rote.data.registry import get_spec
     from rote.models import create_model
 
     device = resolve_device(cfg.device)
-    spec = get_spec(cfg.dataset)
+    spec = _dataset(cfg.dataset, data_dir)  # image_shape and classes, as a spec has them
     model = create_model(cfg.model, in_shape=spec.image_shape, classes=spec.classes,
                          generator=torch.Generator().manual_seed(0)).to(device)
     opt = torch.optim.Adam(model.parameters())
