@@ -204,13 +204,22 @@ def close_record(cfg: RunConfig, data: Prepared, res: TrainResult, run_dir: Path
 
 
 def read_history(run_dir: Path) -> dict[str, list]:
-    """history.csv as columns: {name: [float or None per epoch]}."""
+    """history.csv as columns: {name: [float or None per epoch]}; a text column (a note) keeps its strings."""
     cols: dict[str, list] = {}
     with open(Path(run_dir) / HISTORY, newline="") as f:
         for row in csv.DictReader(f):
             for k, v in row.items():
-                cols.setdefault(k, []).append(float(v) if v not in ("", None) else None)
+                cols.setdefault(k, []).append(_number(v))
     return cols
+
+
+def _number(v):
+    if v in ("", None):
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return v
 
 
 def read_record(run_dir: Path) -> dict:
