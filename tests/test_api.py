@@ -269,3 +269,33 @@ def test_tensorboard_missing_is_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 2 and "pip install 'rote-memorization[tensorboard]'" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+# -- Fashion-MNIST, real data ----------------------------------------------------------------
+
+
+def test_fashion_mnist_end_to_end(tmp_path):
+    from rote.data.sources import cache_dir
+
+    if not (Path("/usr/share/datasets/fashion-mnist").is_dir() or (cache_dir() / "fashion-mnist").is_dir()):
+        pytest.skip("Fashion-MNIST is not here: apt-get install -y dataset-fashion-mnist (.ci/run does)")
+    out = rote_cli("run", "--dataset", "fashion-mnist", "--n-train", 300, "--model", "mlp:16", "--epochs", 2,
+                   "--labels", "true", "--record-examples", "false", "--out", tmp_path / "f", "--quiet")
+    assert out.returncode == 0, out.stderr
+    res = json.loads((tmp_path / "f" / "result.json").read_text())
+    assert res["test_acc"] > 0.3  # true labels: it learns something real in two epochs
+    assert json.loads((tmp_path / "f" / "config.json").read_text())["config"]["dataset"] == "fashion-mnist"
+
+
+def test_missing_fashion_mnist_names_the_apt_command(tmp_path):
+    import shutil
+
+    from rote.data.registry import get_spec
+    from rote.data.sources import SystemDirSource, load_dataset
+    from rote.errors import DataError
+
+    spec = get_spec("fashion-mnist")
+    with pytest.raises(DataError) as e:
+        load_dataset("fashion-mnist", sources=[SystemDirSource(spec, tmp_path / "absent", spec.system_package)])
+    if shutil.which("apt-get"):
+        assert "`apt-get install -y dataset-fashion-mnist`" in str(e.value)
