@@ -52,7 +52,6 @@ def run(cfg: Optional[RunConfig] = None, *, out: Optional[PathLike] = None, data
     ``rote run`` prints. ``on_epoch(record)`` is called after each epoch with
     its rote.training.loop.EpochRecord.
     """
-    from rote.experiments.record import read_history
     from rote.experiments.run import run as run_one
 
     if cfg is not None and not isinstance(cfg, RunConfig):
@@ -61,7 +60,7 @@ def run(cfg: Optional[RunConfig] = None, *, out: Optional[PathLike] = None, data
     run_dir, result = run_one(cfg, None if out is None else Path(out),
                               data_dir=None if data_dir is None else str(data_dir),
                               log=(lambda s: None) if quiet else print, on_epoch=on_epoch)
-    return RunResult(cfg, _frame(read_history(run_dir)), result, Path(run_dir))
+    return RunResult(cfg, _history(Path(run_dir)), result, Path(run_dir))
 
 
 def load(store: PathLike):
@@ -99,9 +98,11 @@ def load(store: PathLike):
     return runs, histories
 
 
-def _frame(columns: dict):
+def _history(run_dir: Path):
+    from rote.experiments.record import HISTORY, read_history
+
     try:
         import pandas as pd
     except ImportError:
-        return columns
-    return pd.DataFrame(columns)
+        return read_history(run_dir)
+    return pd.read_csv(run_dir / HISTORY)
