@@ -1,3 +1,24 @@
-"""rote: can a network learn its training set by rote?"""
+"""rote: can a network learn its training set by rote?
+
+The Python API (the same calls the `rote` command makes)::
+
+    import rote
+
+    r = rote.run(n_train=500, labels="partial:0.4", seed=1, out="runs/x")
+    r.result["test_acc"], r.history       # result.json, and history.csv as a DataFrame
+    runs, histories = rote.load("sweeps/seed")  # a sweep's store: index.csv and every history.csv
+
+    cfg = rote.config(n_train=500, epochs=20)   # a RunConfig, checked now
+    rote.run(cfg, out="runs/y")
+
+``import rote`` is light: torch is imported when a run starts.
+"""
 
 __version__ = "0.1.0"
+
+# rote.config is a module (light: numpy) *and*, below, a function of this package: import the module first,
+# so that a later `from rote.config import RunConfig` anywhere finds it loaded and leaves the function alone.
+from rote.config import RunConfig  # noqa: E402
+from rote.api import RunResult, config, load, run  # noqa: E402
+
+__all__ = ["RunConfig", "RunResult", "config", "load", "run", "__version__"]

@@ -12,7 +12,8 @@ from rote.errors import RoteError
 
 # help for each run setting; the flag is --name-with-dashes
 RUN_HELP = {
-    "dataset": "dataset: mnist, fashion-mnist or cifar10 (default: %(default)s)",
+    "dataset": "dataset: mnist, fashion-mnist, cifar10, or npz:PATH (your own: one .npz with x_train, y_train, "
+               "x_test, y_test) (default: %(default)s)",
     "n_train": "use the first N training images, validation part included (default: %(default)s)",
     "labels": "training labels: permute (the seed: permute all labels, keep the first N), random, true, "
               "partial:P (each replaced by a uniform draw with probability P), flip:P (exactly P*N changed) "
@@ -20,7 +21,8 @@ RUN_HELP = {
     "inputs": "input corruption: none, shuffled-pixels, random-pixels, gaussian (default: %(default)s)",
     "preprocess": "none, or zhang: Zhang et al.'s centre crop to 28x28 and per-image whitening, train and test "
                   "(default: %(default)s)",
-    "model": "model: seed-cnn, mlp:512x512, cnn:K (see `rote models`) (default: %(default)s)",
+    "model": "model: seed-cnn, mlp:512x512, cnn:K (see `rote models`), or your own factory as "
+             "package.module:function, called as function(in_shape=(C, H, W), classes=K) (default: %(default)s)",
     "init": "initialisation: keras (Glorot-uniform, zero bias; the seed's) or torch (default: %(default)s)",
     "dropout": "dropout before the last layer (default: %(default)s)",
     "optimizer": "adam (the seed's, as PyTorch computes it), adam-keras1 (exactly Keras 1.2's update) or sgd "
@@ -48,8 +50,8 @@ RUN_HELP = {
                          "(default: %(default)s)",
     "seed": "seed for labels, initialisation and data order (default: %(default)s)",
     "device": "auto, cpu, cuda or mps (default: %(default)s)",
-    "channels_last": "channels-last memory layout: auto (one model on a CPU, where it is faster), true or false; "
-                     "it changes the last bits of a convolution (default: auto)",
+    "channels_last": "channels-last memory layout; without either flag, auto: channels-last for one model on a "
+                     "CPU, where it is faster; it changes the last bits of a convolution (default: auto)",
     "record_examples": "write examples.npz, scores.csv and detection.csv: every training example at every "
                        "presentation, its memorisation scores, and how well each finds the changed labels "
                        "(default: %(default)s)",
@@ -67,6 +69,13 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     defaults = RunConfig()
     g = p.add_argument_group("run settings (defaults are the seed experiment)")
     for f in fields(RunConfig):
+        if f.name == "channels_last":  # an optional switch: a pair of flags, auto when neither is given
+            m = g.add_mutually_exclusive_group()
+            m.add_argument("--channels-last", dest="cfg_channels_last", action="store_const", const="true",
+                           default=None, help=RUN_HELP[f.name])
+            m.add_argument("--no-channels-last", dest="cfg_channels_last", action="store_const", const="false",
+                           help="contiguous (channels-first) memory layout")
+            continue
         g.add_argument("--" + f.name.replace("_", "-"), dest="cfg_" + f.name, metavar=f.name.upper(),
                        default=None, help=RUN_HELP[f.name] % {"default": getattr(defaults, f.name)})
 
@@ -74,6 +83,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
 def _config_from(args) -> RunConfig:
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
     return RunConfig.from_dict(overrides)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def positive_int(text: str) -> int:
@@ -106,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", default=None, help="directory holding the dataset's files "
                    "(default: $ROTE_DATA_DIR, then rote's cache, then download)")
     r.add_argument("--quiet", action="store_true", help="print only the summary, no per-epoch lines")
+    r.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                   help="also log each epoch's scalars for TensorBoard in DIR (needs the tensorboard package)")
     _add_run_flags(r)
 
     d = sub.add_parser("data", help="fetch and list datasets", description="Fetch datasets into rote's cache "
@@ -121,29 +136,36 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Expand a sweep file (a base run, a grid over run settings, seeds) and run "
                         "every run not yet in the store. Kill it at any moment and rerun: finished runs are kept, "
                         "unfinished ones are run again, none twice.")
-    sw.add_argument("file", type=Path, help="sweep file (YAML); see rote/studies/ for examples")
+    sw.add_argument("file", help="sweep file (YAML), or the name of a shipped study (see `rote studies`)")
     sw.add_argument("--out", type=Path, default=None, help="store directory (default: sweeps/<name>/)")
     sw.add_argument("--jobs", type=positive_int, default=None, help="runs at once in local processes "
                     "(default: one per two CPU cores, one on a GPU)")
     sw.add_argument("--group", type=positive_int, default=None, help="train up to K compatible runs at once as one "
                     "batched model (default: 1 on CPU, where it does not pay; 32 on a GPU)")
     sw.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute "
-                    "(ray: on a Ray cluster, needs `pip install rote[ray]`) (default: local)")
+                    "(ray: on a Ray cluster, needs `pip install 'rote-memorization[ray]'`) (default: local)")
     sw.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
     sw.add_argument("--retries", type=nonnegative_int, default=2, help="times a run lost with its worker process "
                     "or node is retried (default: %(default)s)")
     sw.add_argument("--data-dir", default=None, help="directory holding the dataset's files")
     sw.add_argument("--dry-run", action="store_true", help="show the plan and the estimate, run nothing")
     sw.add_argument("--no-estimate", action="store_true", help="skip the time estimate")
+    sw.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                    help="also log each run's scalars per epoch for TensorBoard, one subdirectory of DIR per run key "
+                    "(needs the tensorboard package)")
+
+    sub.add_parser("studies", help="list the studies shipped with rote (run one with `rote sweep NAME`)")
 
     for name, what in (("table", "print and write the summary table of a sweep (summary.csv, summary.md)"),
-                       ("plot", "draw the figures of a sweep from its store (PNG and SVG)"),
+                       ("plot", "draw the figures of a sweep from its store, or redraw one run's (PNG and SVG)"),
                        ("report", "write one self-contained HTML report of a sweep")):
         c = sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ". Reads only the store.")
-        c.add_argument("sweep_dir", type=Path, help="the sweep's store directory (e.g. sweeps/corruption)")
+        c.add_argument("sweep_dir", type=Path, help="the sweep's store directory (e.g. sweeps/corruption)"
+                       + (", or a run directory (from `rote run`)" if name == "plot" else ""))
         c.add_argument("--out", type=Path, default=None, help="where to write (default: inside the store)")
 
     sub.add_parser("models", help="list the registered models and their parameter counts")
+    p.subparsers = sub.choices  # for errors in a subcommand's own words (main)
     return p
 
 
@@ -157,24 +179,42 @@ def cmd_run(args) -> int:
 
         progress = lambda it: tqdm(it, leave=False, unit="batch", dynamic_ncols=True)  # noqa: E731
     log = (lambda s: None) if args.quiet else print
+    tb = None
+    if args.tensorboard is not None:
+        from rote.experiments.tracking import TensorBoardLogger
+
+        tb = TensorBoardLogger(args.tensorboard, cfg)  # checks the package before anything trains
     try:
-        run_dir, result = run(cfg, args.out, data_dir=args.data_dir, log=log, progress=progress)
+        run_dir, result = run(cfg, args.out, data_dir=args.data_dir, log=log, progress=progress,
+                              on_epoch=tb and tb.on_epoch)
     except RunInterrupted as e:
         print(f"\ninterrupted: config.json and history.csv up to the last full epoch are kept in {e.run_dir}",
               file=sys.stderr)
         return 130
+    finally:
+        if tb is not None:
+            tb.close()
     from rote.reporting.curves import plot_run  # matplotlib is slow to import; only now
 
-    figs = plot_run(run_dir)
+    plot_run(run_dir)
     if args.quiet:
         from rote.training.metrics import chance_sentence
 
         print(f"{result['outcome']}: train acc {result['train_acc']:.2%}, test acc {result['test_acc']:.2%} "
-              f"after {result['epochs']} epochs")
+              f"after {plural(result['epochs'], 'epoch')}")
         print(chance_sentence(result["test_acc"], result["chance"]))
-    print(f"recorded in {run_dir}/ (config.json, history.csv, labels.npy, result.json, "
-          f"{', '.join(p.name for p in figs)})")
+    print(f"recorded in {run_dir}/ ({', '.join(_written(run_dir))})")
+    if tb is not None:
+        print(f"TensorBoard: tensorboard --logdir {args.tensorboard}")
     return 1 if result["outcome"] == "diverged" else 0
+
+
+def _written(run_dir: Path) -> list[str]:
+    """The files a run directory holds, in the order its layout lists them (rote.experiments.record)."""
+    order = ["config.json", "labels.npy", "history.csv", "examples.npz", "scores.csv", "detection.csv",
+             "result.json", "curves.png", "curves.svg"]
+    names = {p.name for p in Path(run_dir).iterdir() if p.is_file()}
+    return [n for n in order if n in names] + sorted(names - set(order))
 
 
 def cmd_data(args) -> int:
@@ -204,26 +244,42 @@ def cmd_sweep(args) -> int:
     from rote.experiments import execute
     from rote.experiments.sweep import load_sweep
 
-    sweep = load_sweep(args.file)
+    from rote.experiments.studies import resolve_study
+
+    sweep = load_sweep(resolve_study(args.file))
     out = args.out or Path("sweeps") / sweep.name
     plan = execute.plan(sweep, out, data_dir=args.data_dir)
-    print(f"sweep '{sweep.name}': {len(sweep.configs)} runs ({len(sweep.conditions())} conditions x "
-          f"{len(sweep.seeds)} seeds); {len(plan.done)} already in {out}, {len(plan.todo)} to run")
+    tb = None
+    if args.tensorboard is not None:
+        from rote.experiments.tracking import require_tensorboard
+
+        require_tensorboard()
+        tb = args.tensorboard
+    print(f"sweep '{sweep.name}': {plural(len(sweep.configs), 'run')} ({plural(len(sweep.conditions()), 'condition')}"
+          f" x {plural(len(sweep.seeds), 'seed')}); {len(plan.done)} already in {out}, {len(plan.todo)} to run")
     if plan.todo and not args.no_estimate:
-        upper, typical, source = execute.estimate_seconds(plan)
+        upper, typical, source = execute.estimate_seconds(plan, args.data_dir)
         about = f"about {_fmt_seconds(typical)} at the epochs finished runs took, " if typical is not None else ""
         print(f"estimate: {about}at most {_fmt_seconds(upper)} if every run used all its epochs "
               f"(speed from {source}); runs that memorise or collapse stop early")
     if args.dry_run:
         return 0
     bar = tqdm(total=len(plan.todo), unit="run", dynamic_ncols=True, disable=None if plan.todo else True)
+    names = condition_names(sweep)
 
     def on_result(r, counts):
+        name = names.get(r["key"], r["key"])
+        if tb is not None and r["status"] == "done":  # from the record, whichever process or machine trained it
+            from rote.experiments.tracking import log_record
+
+            log_record(tb / r["key"], plan.store.record_dir(r["key"]))
         if r["status"] == "failed":
-            bar.write(f"run {r['key']} failed: {r['error']}")
+            bar.write(f"run {name} ({r['key']}) failed: {r['error']}")
         if bar.disable:  # not a terminal: one line per run instead of a bar
-            print(f"[{counts['done'] + counts['failed']}/{bar.total}] run {r['key']} {r.get('outcome', r['status'])}",
+            print(f"[{counts['done'] + counts['failed']}/{bar.total}] {name}: {r.get('outcome', r['status'])}",
                   flush=True)
+        else:
+            bar.set_description_str(name, refresh=False)
         bar.set_postfix(running=counts["running"], failed=counts["failed"], refresh=False)
         bar.update(1)
 
@@ -242,9 +298,31 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def condition_names(sweep) -> dict[str, str]:
+    """{run key: 'labels=partial:0.4 seed=1'}: the settings that vary across the sweep, then the seed."""
+    varying = [f.name for f in fields(RunConfig) if f.name != "seed"
+               and len({getattr(c, f.name) for c in sweep.configs}) > 1]
+    return {c.key(): " ".join([f"{k}={getattr(c, k)}" for k in varying] + [f"seed={c.seed}"])
+            for c in sweep.configs}
+
+
+def cmd_studies(args) -> int:
+    from rote.experiments.studies import list_studies
+
+    studies = list_studies()
+    width = max(len(s["name"]) for s in studies)
+    for s in studies:
+        print(f"{s['name']:<{width}}  {s['summary']}" + (f" [{s['time']}]" if s["time"] else ""))
+    print("run one with `rote sweep NAME` (results in sweeps/NAME/); show its plan first with --dry-run")
+    return 0
+
+
 def _store(args):
     from rote.experiments.store import Store
 
+    if not args.sweep_dir.is_dir():
+        raise RoteError(f"{args.sweep_dir} does not exist; expected a sweep's store (made by `rote sweep`)"
+                        + (" or a run directory (made by `rote run`)" if args.command == "plot" else ""))
     store = Store(args.sweep_dir)
     if not store.done_keys():
         raise RoteError(f"{args.sweep_dir} holds no finished runs; run `rote sweep FILE --out {args.sweep_dir}` first")
@@ -261,11 +339,32 @@ def cmd_table(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    d = args.sweep_dir
+    if (d / "config.json").is_file():  # one run: redraw its curves
+        if not (d / "history.csv").is_file():
+            raise RoteError(f"{d} has config.json but no history.csv; a run directory from `rote run` has both")
+        from rote.reporting.curves import plot_run
+
+        paths = plot_run(d) if args.out is None else _plot_run_to(d, args.out)
+        print("written: " + ", ".join(str(p) for p in paths))
+        return 0
+    if d.is_dir() and not (d / "runs").is_dir():
+        raise RoteError(f"{d} is neither a run directory (config.json and history.csv, from `rote run`) nor a "
+                        f"sweep's store (runs/ and index.csv, from `rote sweep`)")
     from rote.reporting.figures import plot_sweep
 
     paths = plot_sweep(_store(args), args.out or args.sweep_dir / "figures")
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def _plot_run_to(run_dir: Path, out: Path) -> list[Path]:
+    import shutil
+
+    from rote.reporting.curves import plot_run
+
+    out.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy(p, out / p.name)) for p in plot_run(run_dir)]
 
 
 def cmd_report(args) -> int:
@@ -279,26 +378,40 @@ def cmd_report(args) -> int:
 def cmd_models(args) -> int:
     from rote.config import RunConfig
     from rote.data.registry import get_spec
-    from rote.models import available_models, count_parameters, create_model
+    from rote.models import available_models, count_parameters, create_model, default_model_name
 
     # parameter counts depend on the input shape: give them for the default dataset
     spec = get_spec(RunConfig().dataset)
-    print(f"parameters on {spec.title} ({'x'.join(map(str, spec.image_shape))}, {spec.classes} classes)")
-    for name, help in available_models().items():
+    print(f"parameters on {spec.title} ({'x'.join(map(str, spec.image_shape))}, {spec.classes} classes); "
+          f"a bare family name means the one counted here")
+    for family, help in available_models().items():
+        name = default_model_name(family)
         model = create_model(name, in_shape=spec.image_shape, classes=spec.classes)
         print(f"{name:<20} {count_parameters(model):>10,} parameters  {help}")
+    print("your own: --model package.module:function, called as function(in_shape=(C, H, W), classes=K) "
+          "and returning a torch.nn.Module")
     return 0
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # say it in the subcommand's words: `rote run --nepochs` points at `rote run --help`
+        sub = parser.subparsers.get(args.command) if args.command else None
+        hint = ""
+        if sub is not None and extra[0].startswith("--"):
+            import difflib
+
+            flags = [o for a in sub._actions for o in a.option_strings]
+            close = difflib.get_close_matches(extra[0].split("=")[0], flags, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+        (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     if args.command is None:
         parser.print_help()
         return 2
     try:
         commands = {"run": cmd_run, "data": cmd_data, "models": cmd_models, "sweep": cmd_sweep, "table": cmd_table,
-                    "plot": cmd_plot, "report": cmd_report}
+                    "plot": cmd_plot, "report": cmd_report, "studies": cmd_studies}
         code = commands[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from rote.errors import ConfigError
+from rote.errors import ConfigError, RoteError
 
 LABEL_CORRUPTIONS = ("permute", "random", "partial:P", "flip:P", "true")
 INPUT_CORRUPTIONS = ("none", "shuffled-pixels", "random-pixels", "gaussian")
@@ -139,6 +139,7 @@ class RunConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, DEVICES)
         _choice("preprocess", self.preprocess, PREPROCESSES)
+        _check_dataset(self.dataset)
         parse_label_corruption(self.labels)
         parse_input_corruption(self.inputs)
         check_model_name(self.model)
@@ -201,6 +202,16 @@ def resolve_device(name: str):
     if name not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unknown device '{name}'; choose auto, cpu, cuda or mps")
     return torch.device(name)
+
+
+def _check_dataset(name: str) -> None:
+    from rote.data.registry import get_spec
+    from rote.data.usernpz import check_npz_name, is_npz_name
+
+    try:
+        check_npz_name(name) if is_npz_name(name) else get_spec(name)
+    except RoteError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

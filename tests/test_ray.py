@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-ray = pytest.importorskip("ray", reason="the Ray backend is an extra: pip install 'rote[ray]'")
+ray = pytest.importorskip("ray", reason="the Ray backend is an extra: pip install 'rote-memorization[ray]'")
 
 from rote.experiments.store import Store  # noqa: E402
 from rote.experiments.sweep import parse_sweep  # noqa: E402

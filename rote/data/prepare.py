@@ -47,8 +47,11 @@ class Prepared:
 
 
 def scale(images: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
-    """uint8 images as stored -> float32 (N, C, H, W) in [-0.5, 0.5], as the seed: x / 255 - 0.5."""
-    return channels_first(images, image_shape).astype(np.float32) / 255.0 - 0.5
+    """uint8 images as stored -> float32 (N, C, H, W) in [-0.5, 0.5], as the seed: x / 255 - 0.5.
+
+    Float images (a user's .npz, rote.data.usernpz) are used as they are."""
+    x = channels_first(images, image_shape)
+    return x.astype(np.float32) if x.dtype != np.uint8 else x.astype(np.float32) / 255.0 - 0.5
 
 
 ZHANG_CROP = 28

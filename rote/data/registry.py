@@ -300,14 +300,15 @@ class Dataset:
     source: str  # the directory or file the arrays were read from
     image_shape: tuple[int, int, int]  # (C, H, W), from the spec
     classes: int
+    sha256: str | None = None  # of a user's file (rote.data.usernpz); pinned datasets need none
 
     def __post_init__(self) -> None:
         # Checksums already vouch for real data; this guards hand-built
         # Datasets (tests, other loaders) against silent shape mistakes.
         for split in ("train", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
-            if x.dtype != np.uint8:
-                raise ValueError(f"x_{split} must be uint8, got {x.dtype}")
+            if x.dtype != np.uint8 and x.dtype != np.float32:  # float32: a user's images, used as they are
+                raise ValueError(f"x_{split} must be uint8 or float32, got {x.dtype}")
             channels_first(x, self.image_shape, f"x_{split}")
             if y.dtype != np.int64 or y.shape != (len(x),):
                 raise ValueError(f"y_{split} must be int64 ({len(x)},), got {y.dtype} {y.shape}")

@@ -630,6 +630,9 @@ def _resolve(
         f"download {spec.by_hand} into a directory DIR "
         f"and pass --data-dir DIR or set ROTE_DATA_DIR=DIR"
     )
+    if spec.system_package and shutil.which("apt-get"):
+        # the exact command, where the Debian package can be installed; rote then copies it from system_dir
+        by_hand = f"run `apt-get install -y {spec.system_package}` (as root) and retry, or {by_hand}"
     if allow_download:
         advice = f"To supply it by hand, {by_hand}"
     else:
@@ -651,6 +654,10 @@ def load_dataset(
 
     ``sources`` replaces the default list (see ``default_sources``); tests use it.
     """
+    if name.startswith("npz:"):  # a user's file (rote.data.usernpz), not a registered dataset
+        from rote.data.usernpz import load_user_npz
+
+        return load_user_npz(name)
     spec = get_spec(name)
     if sources is None:
         sources = default_sources(spec.name, data_dir, allow_download=allow_download)

@@ -42,17 +42,31 @@ class Plan:
     done: list[RunConfig]
 
 
-def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
-    """Check every run against its dataset's registered size, and the store's place, then split into done and to-do; creates nothing.
-
-    Reads no data, so that a dry run works before the files are there.
-    """
+def _shape(dataset: str, data_dir) -> tuple[int, int, tuple]:
+    """(classes, training images, image shape) of a dataset: from the registry, without reading data,
+    so that a dry run works before the files are there; a user's npz file is read (it is small)."""
     from rote.data.registry import get_spec
 
+    if dataset.startswith("npz:"):
+        ds = _dataset(dataset, data_dir)
+        return ds.classes, len(ds.y_train), ds.image_shape
+    spec = get_spec(dataset)
+    return spec.classes, spec.n_train, spec.image_shape
+
+
+def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
+    """Check every run against its dataset and the store's place, then split into done and to-do;
+    creates nothing."""
+    from rote.models import check_model_name
+
+    shapes = {name: _shape(name, data_dir) for name in {c.dataset for c in sweep.configs}}
     for name, n_train in {(c.dataset, c.n_train) for c in sweep.configs}:
-        spec = get_spec(name)
-        if not (spec.classes <= n_train <= spec.n_train):
-            raise ConfigError(f"n_train={n_train} is outside [{spec.classes}, {spec.n_train}] for {name}")
+        classes, n, _ = shapes[name]
+        if not (classes <= n_train <= n):
+            raise ConfigError(f"n_train={n_train} is outside [{classes}, {n}] for {name}")
+    for model, dataset in sorted({(c.model, c.dataset) for c in sweep.configs}):
+        classes, _, image_shape = shapes[dataset]
+        check_model_name(model, in_shape=image_shape, classes=classes, shape_known=True)
     store = Store(sweep_dir)
     store.check_writable()
     done_keys = store.done_keys()
@@ -276,7 +290,7 @@ def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = Non
     return counts
 
 
-def estimate_seconds(p: Plan) -> tuple[float, Optional[float], str]:
+def estimate_seconds(p: Plan, data_dir=None) -> tuple[float, Optional[float], str]:
     """(upper bound, typical or None, where the speed came from) for the time left.
 
     The bound assumes every run uses all its epochs. The typical figure
@@ -299,7 +313,7 @@ def estimate_seconds(p: Plan) -> tuple[float, Optional[float], str]:
     for c in p.todo:
         k = (c.model, c.batch_size)
         if k not in rates:
-            rates[k] = _calibrate(c)
+            rates[k] = _calibrate(c, data_dir)
             source = "a short timing of each model"
     upper, typical, known = 0.0, 0.0, True
     for c in p.todo:
@@ -313,16 +327,15 @@ def estimate_seconds(p: Plan) -> tuple[float, Optional[float], str]:
     return upper, (typical if known else None), source
 
 
-def _calibrate(cfg: RunConfig) -> float:
+def _calibrate(cfg: RunConfig, data_dir=None) -> float:
     """Images per second of a few training steps of this model on random data."""
     import torch
     import torch.nn.functional as F
 
-    from rote.data.registry import get_spec
     from rote.models import create_model
 
     device = resolve_device(cfg.device)
-    spec = get_spec(cfg.dataset)
+    spec = _dataset(cfg.dataset, data_dir)  # image_shape and classes, as a spec has them
     model = create_model(cfg.model, in_shape=spec.image_shape, classes=spec.classes,
                          generator=torch.Generator().manual_seed(0)).to(device)
     opt = torch.optim.Adam(model.parameters())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rote.config import RunConfig
+from rote.models import is_factory_path
 from rote.training.loop import SHARED_FIELDS
 
 
@@ -13,7 +14,9 @@ def group_key(cfg: RunConfig) -> tuple:
 def groupable(cfg: RunConfig) -> bool:
     # dropout and augmentation draw per-step randomness that a stacked model would draw differently;
     # a stacked (vmapped) forward cannot run channels-last, so a run that insists on it trains alone
-    return cfg.dropout == 0 and cfg.augment_shift == 0 and cfg.channels_last is not True
+    # a user's model (package.module:function) may hold layers a stacked model cannot vmap: it trains alone
+    return (cfg.dropout == 0 and cfg.augment_shift == 0 and cfg.channels_last is not True
+            and not is_factory_path(cfg.model))
 
 
 def group_runs(cfgs: list[RunConfig], k: int) -> list[list[RunConfig]]:

@@ -1,4 +1,4 @@
-"""Sweeps on a Ray cluster. The only module that imports ray (`pip install rote[ray]`).
+"""Sweeps on a Ray cluster. The only module that imports ray (`pip install 'rote-memorization[ray]'`).
 
 Each group of runs (often one run) is a Ray task that asks for the CPUs, or
 the GPU, one run needs. The task trains into a scratch directory on whichever
@@ -47,7 +47,7 @@ def run_ray(plan, *, address=None, data_dir=None, retries: int = 2, group: int =
     try:
         import ray
     except ImportError:
-        raise RoteError("the Ray backend needs Ray: pip install 'rote[ray]' (or pip install 'ray[default]')") from None
+        raise RoteError("the Ray backend needs Ray: pip install 'rote-memorization[ray]' (or pip install 'ray[default]')") from None
     if not ray.is_initialized():
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False,

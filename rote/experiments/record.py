@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -72,10 +73,24 @@ def write_json(path: Path, obj: Any) -> None:
     write_atomic(path, (json.dumps(_jsonable(obj), indent=2) + "\n").encode())
 
 
+DIST_NAME = "rote-memorization"  # the distribution's name (pyproject.toml); the import name is rote
+
+
 def git_commit() -> str | None:
-    """The commit of the rote checkout, if rote runs from one."""
+    """The commit of rote's own checkout, if rote runs from one; None for an installed copy.
+
+    An installed rote may sit inside someone else's repository (a virtualenv in a project): that
+    repository's commit says nothing about rote, so the toplevel must hold rote's own pyproject.toml.
+    """
     here = Path(__file__).resolve().parent
     try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True,
+                             timeout=5)
+        pyproject = Path(top.stdout.strip()) / "pyproject.toml"
+        if top.returncode != 0 or not pyproject.is_file() or not re.search(
+                rf'^name\s*=\s*"{DIST_NAME}"', pyproject.read_text(), re.M) or \
+                Path(top.stdout.strip()).resolve() != here.parent:
+            return None
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
                                capture_output=True, text=True, timeout=5)
@@ -84,7 +99,7 @@ def git_commit() -> str | None:
     return (out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")) if out.returncode == 0 else None
 
 
-def environment(device) -> dict:
+def environment(device, dataset=None) -> dict:
     import torch
 
     import rote
@@ -92,6 +107,8 @@ def environment(device) -> dict:
     env = {"rote": rote.__version__, "torch": torch.__version__, "numpy": np.__version__,
            "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
            "threads": torch.get_num_threads(), "git_commit": git_commit(), "command": sys.argv}
+    if getattr(dataset, "sha256", None):  # a user's .npz: the setting names the path, this the bytes
+        env["dataset_sha256"] = dataset.sha256
     if getattr(device, "type", None) == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
@@ -187,13 +204,22 @@ def close_record(cfg: RunConfig, data: Prepared, res: TrainResult, run_dir: Path
 
 
 def read_history(run_dir: Path) -> dict[str, list]:
-    """history.csv as columns: {name: [float or None per epoch]}."""
+    """history.csv as columns: {name: [float or None per epoch]}; a text column (a note) keeps its strings."""
     cols: dict[str, list] = {}
     with open(Path(run_dir) / HISTORY, newline="") as f:
         for row in csv.DictReader(f):
             for k, v in row.items():
-                cols.setdefault(k, []).append(float(v) if v not in ("", None) else None)
+                cols.setdefault(k, []).append(_number(v))
     return cols
+
+
+def _number(v):
+    if v in ("", None):
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return v
 
 
 def read_record(run_dir: Path) -> dict:

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 from rote.config import RunConfig, resolve_device
 from rote.data.prepare import prepare
 from rote.errors import RoteError
+from rote.models import check_model_name
 from rote.experiments.record import close_record, environment, open_record
 from rote.training.loop import EpochRecord, train
 from rote.training.metrics import chance_sentence
@@ -47,7 +48,7 @@ def run_group(cfgs: list[RunConfig], run_dirs: list[Path], *, dataset) -> list[d
 
     device = resolve_device(cfgs[0].device)
     datas = [prepare(dataset, c) for c in cfgs]
-    env = {**environment(device), "group_size": len(cfgs)}
+    env = {**environment(device, dataset), "group_size": len(cfgs)}
     histories = [open_record(c, d, r, env) for c, d, r in zip(cfgs, datas, run_dirs)]
     try:
         results = train_many(cfgs, datas, device=device, on_epoch=lambda j, rec: histories[j].append(rec))
@@ -58,8 +59,12 @@ def run_group(cfgs: list[RunConfig], run_dirs: list[Path], *, dataset) -> list[d
 
 
 def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[str] = None, dataset=None,
-        log: Callable[[str], None] = print, progress=None) -> tuple[Path, dict]:
-    """Run one experiment and record it in run_dir; return (run_dir, result)."""
+        log: Callable[[str], None] = print, progress=None,
+        on_epoch: Optional[Callable[[EpochRecord], None]] = None) -> tuple[Path, dict]:
+    """Run one experiment and record it in run_dir; return (run_dir, result).
+
+    ``on_epoch(record)``, if given, is called after each epoch is recorded (TensorBoard, a notebook's plot).
+    """
     from rote.data.sources import load_dataset
 
     cfg.validate()
@@ -67,11 +72,12 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[st
     if dataset is None:
         dataset = load_dataset(cfg.dataset, data_dir=data_dir, log=log)
     data = prepare(dataset, cfg)
+    check_model_name(cfg.model, in_shape=dataset.image_shape, classes=dataset.classes, shape_known=True)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RoteError(f"output directory {run_dir} already exists and is not empty; choose another --out")
 
-    env = environment(device)
+    env = environment(device, dataset)
     log(f"rote {env['rote']}  torch {env['torch']}  python {env['python']}  device {env['device']}"
         f" ({env['threads']} threads)")
     log("settings:\n" + cfg.describe())
@@ -83,12 +89,14 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[st
     history = open_record(cfg, data, run_dir, env)
     log(EPOCH_HEADER)
 
-    def on_epoch(rec: EpochRecord):
+    def each_epoch(rec: EpochRecord):
         history.append(rec)
         log(epoch_line(rec, cfg.epochs))
+        if on_epoch is not None:
+            on_epoch(rec)
 
     try:
-        res = train(cfg, data, device=device, on_epoch=on_epoch, progress=progress)
+        res = train(cfg, data, device=device, on_epoch=each_epoch, progress=progress)
     except KeyboardInterrupt:
         raise RunInterrupted(run_dir) from None
     finally:
@@ -100,8 +108,9 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[st
         log(res.message)
     when = (f"memorised (>= {cfg.stop_at:.1%} of the training part) in epoch {res.memorized_epoch}, "
             f"{res.seconds_to_memorize:.1f} s of training" if res.memorized_epoch else f"outcome: {res.outcome}")
-    log(f"{when}; {res.epochs} epochs, {res.seconds_per_epoch:.2f} s/epoch, {res.images_per_second:,.0f} images/s")
-    log(f"train acc {res.train_acc:.2%} (loss {res.train_loss:.4f})   val acc {res.val_acc:.2%}   "
+    log(f"{when}; {res.epochs} epoch{'' if res.epochs == 1 else 's'}, {res.seconds_per_epoch:.2f} s/epoch, {res.images_per_second:,.0f} images/s")
+    val = f"{res.val_acc:.2%}" if len(data.y_val) else "- (no validation part)"
+    log(f"train acc {res.train_acc:.2%} (loss {res.train_loss:.4f})   val acc {val}   "
         f"test acc {res.test_acc:.2%} (loss {res.test_loss:.4f})")
     log(chance_sentence(res.test_acc, result["chance"]))
     return run_dir, result

@@ -13,7 +13,7 @@ def _no_arg(name, arg):
         raise ConfigError(f"model '{name}' takes no argument, got '{name}:{arg}'")
 
 
-@register_model("seed-cnn", help="the seed's Keras CNN: 2x(conv32) pool 2x(conv64) pool dense512 (889,834 parameters)")
+@register_model("seed-cnn", help="the seed's Keras CNN: 2x(conv32) pool 2x(conv64) pool dense512")
 def seed_cnn(arg, *, in_shape, classes, dropout):
     """The seed's CNN (mnist_conv.py, Keras 1): 889,834 parameters on MNIST."""
     _no_arg("seed-cnn", arg)
@@ -36,7 +36,8 @@ def seed_cnn(arg, *, in_shape, classes, dropout):
     return nn.Sequential(*layers)
 
 
-@register_model("mlp", help="multilayer perceptron, mlp:512 or mlp:512x512x512 (Zhang et al.'s MLP 1x512, 3x512)")
+@register_model("mlp", default="512",
+                help="multilayer perceptron, mlp:512 or mlp:512x512x512 (Zhang et al.'s MLP 1x512, 3x512)")
 def mlp(arg, *, in_shape, classes, dropout):
     """Multilayer perceptron with ReLU; 'mlp:512x512' gives two hidden layers of 512."""
     try:
@@ -56,7 +57,7 @@ def mlp(arg, *, in_shape, classes, dropout):
     return nn.Sequential(*layers)
 
 
-@register_model("cnn", help="width-scalable CNN, cnn:K with channel widths K,2K,4K,8K (default K=16)")
+@register_model("cnn", default="16", help="width-scalable CNN, cnn:K with channel widths K,2K,4K,8K")
 def cnn(arg, *, in_shape, classes, dropout):
     """Four 3x3 conv-ReLU blocks of widths K, 2K, 4K, 8K (pooling after the last three), global max-pool, linear.
 

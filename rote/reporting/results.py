@@ -164,8 +164,18 @@ def read_history(run_dir: Path) -> dict[str, list]:
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             for k, v in row.items():
-                cols.setdefault(k, []).append(float(v) if v not in ("", None) else None)
+                cols.setdefault(k, []).append(_number(v))
     return cols
+
+
+def _number(v):
+    """A history cell: a float, None when empty, the text itself for a text column (a note)."""
+    if v in ("", None):
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return v
 
 
 def fit_epoch(record: dict) -> tuple[Optional[int], Optional[float]]:
