@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from rote.reporting.results import labels_in_words, read_history, setting_in_words
 from rote.reporting.style import save, subplots
@@ -46,6 +46,8 @@ def plot_run(run_dir: Path) -> list[Path]:
         if pts:
             ax_loss.plot(*zip(*pts), label=lab, **style)
     ax_loss.set_yscale("log")
+    ax_loss.yaxis.set_major_formatter(LogFormatter())  # 0.01, 0.1, 1 and, over a short range, 2.2, 2.4: no 10^x
+    ax_loss.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(1, 0.5)))
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss (nats, log scale)")
     ax_loss.set_title("loss")
@@ -85,5 +87,5 @@ def plot_run(run_dir: Path) -> list[Path]:
     # hung below the figure: tight_layout leaves it out, save's bbox_inches="tight" takes it in
     leg = fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=7.5, frameon=False,
                      bbox_to_anchor=(0.5, 0.0))
-    leg.set_in_layout(False)
+    leg.set_in_layout(True)
     return save(fig, run_dir / "curves.png")

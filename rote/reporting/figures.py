@@ -211,9 +211,8 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="Kaplan-Meier median
             ax.errorbar(mx, my, yerr=[mlo, mhi], color=color, marker="o", ms=5, lw=1.5, capsize=3, zorder=4,
                         label=label or mean_label)
         if nr_x:
-            ax.scatter(nr_x, nr_y, marker="^", s=42, facecolors="white", edgecolors=color, lw=1.4, zorder=5,
-                       label=None if mx else (label or mean_label))
-        if not mx and not nr_x and label:
+            ax.scatter(nr_x, nr_y, marker="^", s=42, facecolors="white", edgecolors=color, lw=1.4, zorder=5)
+        if not mx and label:
             ax.plot([], [], color=color, marker="o", ms=5, lw=1.5, label=label)
     return missed
 
