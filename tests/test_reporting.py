@@ -154,7 +154,7 @@ def test_fit_epoch_of_a_stop_at_none_run_comes_from_its_history(store, tmp_path)
 
 def test_write_table_text_csv_and_markdown(store, tmp_path):
     text, paths = write_table(store, tmp_path / "out")
-    assert [p.name for p in paths] == ["summary.csv", "summary.md"]
+    assert [p.name for p in paths][:2] == ["summary.csv", "summary.md"]
     rows = summary_rows(load(store))
     with open(paths[0], newline="") as f:
         table = list(csv.DictReader(f))
@@ -178,7 +178,8 @@ def test_every_supported_figure_is_drawn_as_png_and_svg(store, seed_store, tmp_p
     notes = []
     paths = plot_sweep(store, tmp_path / "figs", log=notes.append)
     drawn = {p.stem for p in paths}
-    assert drawn == {"learning_curves", "time_to_fit", "test_error", "capacity", "clean_vs_corrupt"}
+    assert drawn == {"learning_curves", "time_to_fit", "test_error", "capacity", "clean_vs_corrupt",
+                     "detection_auroc", "first_learned", "data_map", "examples_grid"}
     assert len(notes) == 1 and notes[0].startswith("seed_outcomes not drawn")
     for name in drawn:
         for ext in ("png", "svg"):
@@ -187,8 +188,9 @@ def test_every_supported_figure_is_drawn_as_png_and_svg(store, seed_store, tmp_p
         assert (tmp_path / "figs" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     notes = []
     paths = plot_sweep(seed_store, tmp_path / "seed", log=notes.append)
-    assert {p.stem for p in paths} == {"learning_curves", "seed_outcomes"}
-    assert {n.split()[0] for n in notes} == set(FIGURES) - {"learning_curves", "seed_outcomes"}
+    both = {"learning_curves", "seed_outcomes", "detection_auroc", "first_learned", "data_map", "examples_grid"}
+    assert {p.stem for p in paths} == both
+    assert {n.split()[0] for n in notes} == set(FIGURES) - both
 
 
 class _Refs(HTMLParser):
@@ -208,7 +210,7 @@ def test_report_is_one_self_contained_escaped_html_file(store, tmp_path):
     parser = _Refs()
     parser.feed(text)
     assert parser.refs and all(r.startswith("data:image/png;base64,") for r in parser.refs)
-    assert len(parser.refs) == 5  # every figure the store supports
+    assert len(parser.refs) == 9  # every figure the store supports
     assert all(f"<h3>{f.title}</h3>" in text for f in FIGURES.values() if f.name != "seed_outcomes")
     assert not parser.tags & {"script", "link", "iframe", "object", "embed"}
     low = text.lower()
@@ -294,3 +296,55 @@ def test_names_in_words():
     assert condition_in_words({"labels": "true", "inputs": "none"}) == "true labels"
     assert condition_in_words({"inputs": "gaussian"}) == "Gaussian inputs"
     assert condition_in_words({"labels": "flip:0.4", "n_train": 3000}) == "P = 0.4 (flipped), N = 3,000"
+
+
+# -- the per-example view ------------------------------------------------------------------
+
+
+def test_detection_summary_is_the_mean_and_std_of_the_detection_files(store, tmp_path):
+    from rote.reporting.results import detection_rows
+
+    data = load(store)
+    rows = detection_rows(data)
+    for c in data.conditions:
+        files = [list(csv.DictReader(open(r["dir"] / "detection.csv"))) for r in c.runs]
+        for score in ("first_learned", "confidence", "aum"):
+            row = next(d for d in rows if d["condition"] == c.label and d["score"] == score)
+            au = [float(next(x for x in f if x["score"] == score)["auroc"]) for f in files]
+            pk = [float(next(x for x in f if x["score"] == score)["precision_at_k"]) for f in files]
+            finite = [a for a in au if a == a]
+            assert row["n_runs"] == 2 and row["n_defined"] == len(finite)
+            if c.settings["labels"] == "true":
+                assert not finite and row["auroc_mean"] is None  # nothing changed, nothing to find
+            else:
+                assert _approx(row["auroc_mean"], statistics.fmean(au))
+                assert _approx(row["auroc_std"], statistics.stdev(au))
+                assert _approx(row["precision_at_k_mean"], statistics.fmean(pk))
+    text, paths = write_table(store, tmp_path / "out")
+    assert {p.name for p in paths} >= {"detection_summary.csv", "detection_summary.md"}
+    with open(tmp_path / "out" / "detection_summary.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows) and float(table[-1]["auroc_mean"]) == rows[-1]["auroc_mean"]
+    assert "random labels, N = 200" in (tmp_path / "out" / "detection_summary.md").read_text()
+
+
+def test_per_example_figures_of_a_run_and_of_a_sweep(store, tmp_path):
+    from rote.reporting.curves import plot_run
+    from rote.reporting.figures import draw_figures
+
+    rec = next(r for r in store.records() if r["config"]["labels"] == "partial:0.5")
+    d = tmp_path / "run"
+    shutil.copytree(rec["dir"], d)
+    notes = []
+    names = {p.name for p in plot_run(d, log=notes.append)}
+    assert {"curves.png", "examples.png", "examples_grid.png"} <= names and not notes
+    figs, notes = draw_figures(load(store), tmp_path / "figs", formats=("png",))
+    drawn = {f.name for f in figs}
+    assert {"detection_auroc", "first_learned", "data_map", "examples_grid"} <= drawn
+    for f in figs:
+        assert f.paths[0].stat().st_size > 5000
+    # without the per-example files: left out, with a note
+    (d / "scores.csv").unlink()
+    notes = []
+    assert {p.name for p in plot_run(d, log=notes.append)} == {"curves.png", "curves.svg"}
+    assert notes and "record_examples" in notes[0]

@@ -28,8 +28,21 @@ def _points(ep, ys, scale=1.0):
     return [(e, scale * v) for e, v in zip(ep, ys or []) if isinstance(v, float) and v == v]
 
 
-def plot_run(run_dir: Path) -> list[Path]:
+def plot_run(run_dir: Path, log=None) -> list[Path]:
+    """curves.png, and where the run kept its per-example record, examples.png and examples_grid.png
+    (rote.reporting.examples_figures); `log` hears why a figure was left out."""
     run_dir = Path(run_dir)
+    paths = _plot_curves(run_dir)
+    from rote.reporting.examples_figures import plot_examples
+
+    more, notes = plot_examples(run_dir)
+    for n in notes:
+        if log is not None:
+            log(n)
+    return paths + more
+
+
+def _plot_curves(run_dir: Path) -> list[Path]:
     h = read_history(run_dir)
     result = json.loads((run_dir / "result.json").read_text()) if (run_dir / "result.json").exists() else {}
     cfg = json.loads((run_dir / "config.json").read_text())["config"]

@@ -21,8 +21,9 @@ from matplotlib.ticker import MaxNLocator
 from rote.config import fit_threshold
 from rote.data.corruption import parse_label_corruption
 from rote.errors import ConfigError
-from rote.reporting.results import (OUTCOMES, Condition, SweepData, condition_in_words, fit_epoch, kaplan_meier,
-                                    load, mean_std, median_while_all_running, time_to_memorise)
+from rote.reporting.results import (OUTCOMES, Condition, SweepData, condition_in_words, detection_rows, fit_epoch,
+                                    kaplan_meier, load, mean_std, median_while_all_running, representative_runs,
+                                    time_to_memorise)
 from rote.reporting.style import (OUTCOME_COLORS, OUTCOME_MARKERS, RC, condition_color, legend, plt, save,
                                   subplots)
 
@@ -588,6 +589,127 @@ def seed_outcomes(data: SweepData):
                f"predicting this way reaches by chance and the uniform-guessing line; right, final training "
                f"accuracy, with the epoch it memorised below each marker; colour and marker give the outcome "
                f"({counts}).")
+    return fig, caption
+
+
+# -- the per-example view across a sweep -------------------------------------------------
+
+
+@figure("detection_auroc", "Finding the changed labels")
+def detection_auroc(data: SweepData):
+    rows = [d for d in detection_rows(data) if d["auroc_mean"] is not None]
+    if not rows:
+        raise Skip("no run has a detection.csv with a defined AUROC (needs record_examples and changed labels)")
+    conds = {c.label: c for c in data.conditions}
+    others = [k for k in data.varying if k != "labels"]
+    pts: dict = {}
+    for d in rows:
+        c = conds[d["condition"]]
+        x = corruption_level(c.settings.get("labels"))
+        if x is None:
+            continue
+        extra = condition_in_words({k: c.settings.get(k) for k in others}) if others else ""
+        pts.setdefault((d["score"], extra), []).append((x, d))
+    if not pts:
+        raise Skip("no condition with label corruption P")
+    fig, (ax,) = subplots(width=4.8, height=3.4)
+    levels = sorted({x for v in pts.values() for x, _ in v})
+    for i, ((score, extra), items) in enumerate(pts.items()):
+        items.sort(key=lambda t: t[0])
+        ax.errorbar([x for x, _ in items], [d["auroc_mean"] for _, d in items],
+                    yerr=[d["auroc_std"] or 0.0 for _, d in items], color=condition_color(i), marker="o", ms=4,
+                    lw=1.3, capsize=2.5, label=score + (f", {extra}" if extra else ""))
+    ax.axhline(0.5, color="0.3", ls="--", lw=1, label="chance (0.5)")
+    ax.set_xticks(levels)
+    ax.set_xticklabels([f"{x:g}" for x in levels])
+    ax.set_xlabel(CORRUPTION_X)
+    ax.set_ylabel("AUROC for the changed labels")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Which score finds the changed labels")
+    legend(ax, fontsize=7.5, outside=True)
+    caption = ("AUROC of each per-example score as a detector of the training labels rote changed, against the "
+               "share of labels changed (P; random labels at 1): mean ± std over seeds. 0.5 is chance; below it "
+               "the score points the other way. True labels (P = 0) have no changed label to find. Each run's "
+               "numbers are its detection.csv; all of them, with precision@k, in detection_summary.csv "
+               "(`rote table`).")
+    return fig, caption
+
+
+def _reps(data: SweepData):
+    from rote.reporting import examples_figures as ex
+
+    reps = representative_runs(data)
+    if not reps:
+        raise Skip("no run has a scores.csv (runs recorded with record_examples false have none)")
+    return ex, reps
+
+
+def _panels(n: int, width: float = 3.2, height: float = 2.8, per_row: int = 4):
+    rows = math.ceil(n / per_row)
+    cols = min(n, per_row)
+    with plt.rc_context(RC):
+        fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_axis_off()
+    return fig, flat[:n]
+
+
+def _rep_title(c, r) -> str:
+    return f"{c.label}\n(seed {r['config']['seed']})"
+
+
+@figure("first_learned", "When examples are learned: kept vs changed labels")
+def first_learned(data: SweepData):
+    ex, reps = _reps(data)
+    fig, axes = _panels(len(reps))
+    for ax, (c, r) in zip(axes, reps):
+        epochs = int(r["result"].get("epochs") or r["config"]["epochs"])
+        ex.draw_first_learned(ax, ex.read_scores(r["dir"]), epochs)
+        ax.set_title(_rep_title(c, r), fontsize=9)
+    caption = ("For one run per condition (seed 0): the share of training examples first predicted right by each "
+               "epoch, for kept and for changed labels; examples never learned are left out of the curve (their "
+               "share is in the legend). Arpit et al. 2017: networks fit the clean examples first.")
+    return fig, caption
+
+
+@figure("data_map", "Data maps")
+def data_map(data: SweepData):
+    ex, reps = _reps(data)
+    fig, axes = _panels(len(reps))
+    for ax, (c, r) in zip(axes, reps):
+        ex.draw_data_map(ax, ex.read_scores(r["dir"]))
+        ax.set_title(_rep_title(c, r), fontsize=9)
+    caption = ("For one run per condition (seed 0): each training example's confidence (mean probability of its "
+               "given label over the epochs) against its variability (the std of that probability), red where "
+               "rote changed the label (Swayamdipta et al. 2020, dataset cartography).")
+    return fig, caption
+
+
+@figure("examples_grid", "The examples learned last")
+def examples_grid(data: SweepData, k: int = 16):
+    ex, reps = _reps(data)
+    imgs, notes = [], []
+    for c, r in reps:
+        im, why = ex.images_for(r["config"])
+        if im is None:
+            notes.append(why)
+        else:
+            imgs.append((c, r, im))
+    if not imgs:
+        raise Skip(notes[0] if notes else "no images")
+    ncols = 8
+    rows_per = math.ceil(k / ncols)
+    with plt.rc_context(RC):
+        fig = plt.figure(figsize=(8.0, len(imgs) * (1.3 * rows_per + 0.5)))
+    gs = fig.add_gridspec(len(imgs), 1, hspace=0.45)
+    for i, (c, r, im) in enumerate(imgs):
+        ex.draw_grid(fig, gs[i], ex.read_scores(r["dir"]), im, "first_learned", k, ncols=ncols,
+                     title=f"{c.label} (seed {r['config']['seed']})")
+    caption = (f"For one run per condition (seed 0): the {k} training examples learned last (highest first-learned "
+               "epoch; never learned first), as the network saw them, with the given / true label above each (red: "
+               "the label was changed) and the epoch first learned. `rote plot RUN_DIR` draws any run's."
+               + (" Not shown: " + "; ".join(notes) if notes else ""))
     return fig, caption
 
 

@@ -429,3 +429,58 @@ def summary_rows(data: SweepData) -> list[dict]:
         row["labels_changed_fraction_mean"] = mean_std(v["labels_changed_fraction"] for v in vals)[0]
         rows.append(row)
     return rows
+
+
+# -- per-example detection across a sweep -----------------------------------------
+
+DETECTION_CSV = "detection.csv"
+SCORES_CSV = "scores.csv"
+
+
+def read_detection(run_dir: Path) -> list[dict]:
+    """A run's detection.csv as rows {score, direction, auroc, precision_at_k, k, n}; [] if it has none
+    (runs recorded with record_examples false)."""
+    path = Path(run_dir) / DETECTION_CSV
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{"score": r["score"], "direction": int(r["direction"]), "auroc": float(r["auroc"]),
+                 "precision_at_k": float(r["precision_at_k"]), "k": int(r["k"]), "n": int(r["n"])}
+                for r in csv.DictReader(f)]
+
+
+def detection_rows(data: SweepData) -> list[dict]:
+    """One dict per (condition, score) with detection.csv files: how well each score finds the changed labels.
+
+    Keys: ``condition`` (in words), ``labels`` (the setting), ``score``, ``n_runs`` (runs with a
+    detection.csv), ``n_defined`` (of them, runs where AUROC is defined: some labels changed and some
+    kept), ``auroc_mean``/``_std`` and ``precision_at_k_mean``/``_std`` over those seeds (sample std),
+    ``k_mean`` (changed labels per run) and ``chance_precision`` (k / n, mean over seeds). A condition
+    without changed labels (true labels) has NaN AUROC in every run, so None here.
+    """
+    rows = []
+    for c in data.conditions:
+        per_score: dict[str, list] = {}
+        for r in c.runs:
+            for d in read_detection(r["dir"]):
+                per_score.setdefault(d["score"], []).append(d)
+        for score, ds in per_score.items():
+            row = {"condition": c.label, "labels": c.settings.get("labels"), "score": score, "n_runs": len(ds),
+                   "n_defined": sum(math.isfinite(d["auroc"]) for d in ds)}
+            row["auroc_mean"], row["auroc_std"] = mean_std(d["auroc"] for d in ds)
+            row["precision_at_k_mean"], row["precision_at_k_std"] = mean_std(d["precision_at_k"] for d in ds)
+            row["k_mean"] = statistics.fmean(d["k"] for d in ds)
+            row["chance_precision"] = statistics.fmean(d["k"] / d["n"] for d in ds if d["n"])
+            rows.append(row)
+    return rows
+
+
+def representative_runs(data: SweepData, seed: int = 0) -> list[tuple[Condition, dict]]:
+    """One run per condition for per-example pictures: the one with `seed` (else its lowest seed) that has
+    a scores.csv; conditions with none are left out."""
+    out = []
+    for c in data.conditions:
+        have = [r for r in c.runs if (Path(r["dir"]) / SCORES_CSV).is_file()]
+        if have:
+            out.append((c, next((r for r in have if r["config"]["seed"] == seed), have[0])))
+    return out

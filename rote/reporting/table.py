@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 from rote.atomic import write_atomic
-from rote.reporting.results import load, summary_rows
+from rote.reporting.results import detection_rows, load, summary_rows
 
 
 def _pct(m, s) -> str:
@@ -125,4 +125,35 @@ def write_table(store, out_dir=None) -> tuple[str, list[Path]]:
     paths = [out_dir / "summary.csv", out_dir / "summary.md"]
     write_atomic(paths[0], format_csv(rows).encode())
     write_atomic(paths[1], format_markdown(rows, data.varying, title).encode())
+    det = detection_rows(data)
+    if det:
+        more = [out_dir / "detection_summary.csv", out_dir / "detection_summary.md"]
+        write_atomic(more[0], format_csv(det).encode())
+        write_atomic(more[1], format_detection_markdown(det, f"sweep '{data.name}': finding the changed labels")
+                     .encode())
+        paths += more
     return text, paths
+
+
+DETECTION_NOTE = ("Each score ranks the training examples, most suspicious first (rote.analysis.detection); "
+                  "AUROC: the chance that a changed label ranks above a kept one (0.5 = chance, undefined without "
+                  "changed labels); precision@k: the share of changed labels among the k top-ranked examples, k = "
+                  "the number of changed labels (chance k/n). Mean ± std over the seeds with a detection.csv.")
+
+
+def detection_cells(det: list[dict]) -> tuple[list[str], list[list[str]]]:
+    headers = ["condition", "score", "seeds", "AUROC", "precision@k", "k", "chance precision"]
+    cells = [[d["condition"], d["score"], str(d["n_runs"]), _plain(d["auroc_mean"], d["auroc_std"], 3),
+              _plain(d["precision_at_k_mean"], d["precision_at_k_std"], 3), f"{d['k_mean']:.0f}",
+              f"{d['chance_precision']:.3f}"] for d in det]
+    return headers, cells
+
+
+def format_detection_markdown(det: list[dict], title: str = "") -> str:
+    headers, cells = detection_cells(det)
+    out = [f"# {title}", ""] if title else []
+    out.append("| " + " | ".join(headers) + " |")
+    out.append("|:---|:---|" + "---:|" * (len(headers) - 2))
+    out += ["| " + " | ".join(_md_cell(v) for v in c) + " |" for c in cells]
+    out += ["", DETECTION_NOTE, ""]
+    return "\n".join(out)
