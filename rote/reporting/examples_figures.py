@@ -131,14 +131,14 @@ def draw_first_learned(ax, scores: dict, epochs: int, legend: bool = True):
         ax.step([*xs[:-1], epochs + 0.5], [*cdf, cdf[-1]], where="post", color=color, lw=1.6,
                 label=f"{name} (n = {int(mask.sum())}; never learned: {never:.0f}%)")
     ax.set_xlabel("epoch first predicted right")
-    ax.set_ylabel("examples learned by then (%)")
+    ax.set_ylabel("learned by then (%)")
     ax.set_ylim(0, 101)
     ax.set_xlim(0.8, max(epochs, 1) + 0.5)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if legend:  # below the axes, never over the curves
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), fontsize=6.5, frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.36), fontsize=6.5, frameon=False)
 
 
 def draw_data_map(ax, scores: dict, legend: bool = True):
@@ -150,12 +150,12 @@ def draw_data_map(ax, scores: dict, legend: bool = True):
         if mask.sum():
             ax.scatter(scores["variability"][mask], scores["confidence"][mask], s=size, color=color, alpha=0.45,
                        lw=0, zorder=z, label=f"{name} ({int(mask.sum())})", rasterized=n > 2000)
-    ax.set_xlabel("variability (std of p(given label))")
-    ax.set_ylabel("confidence (mean p(given label))")
+    ax.set_xlabel("variability (std of p(label))")
+    ax.set_ylabel("confidence (mean p(label))")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(left=0)
     if legend:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), fontsize=6.5, frameon=False, markerscale=2,
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.36), fontsize=6.5, frameon=False, markerscale=2,
                   ncol=2)
 
 
