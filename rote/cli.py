@@ -353,7 +353,11 @@ def cmd_plot(args) -> int:
                         f"sweep's store (runs/ and index.csv, from `rote sweep`)")
     from rote.reporting.figures import plot_sweep
 
-    paths = plot_sweep(_store(args), args.out or args.sweep_dir / "figures")
+    if (args.sweep_dir / "config.json").is_file():  # one run's directory: its curves and per-example figures
+        from rote.reporting.curves import plot_run
+        paths = plot_run(args.sweep_dir, log=print)
+    else:
+        paths = plot_sweep(_store(args), args.out or args.sweep_dir / "figures")
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
 

@@ -16,7 +16,8 @@ from rote.experiments.store import Store
 from rote.experiments.sweep import parse_sweep
 from rote.reporting.figures import FIGURES, plot_sweep
 from rote.reporting.report import write_report
-from rote.reporting.results import fit_epoch, load, summary_rows
+from rote.reporting.results import (condition_in_words, fit_epoch, kaplan_meier, load, median_while_all_running,
+                                    summary_rows, wilson)
 from rote.reporting.table import write_table
 
 SWEEP = """\
@@ -94,19 +95,21 @@ def test_summary_rows_are_the_means_and_stds_of_the_result_files(store):
         ("true", 100), ("true", 200), ("partial:0.5", 100), ("partial:0.5", 200),
         ("random", 100), ("random", 200)]  # grid order, only the varying fields
     for row in rows:
-        assert row["condition"] == f"labels={row['labels']}, n_train={row['n_train']}"
+        words = {"true": "true labels", "partial:0.5": "P = 0.5", "random": "random labels"}[row["labels"]]
+        assert row["condition"] == f"{words}, N = {row['n_train']}"
         mine = [res for cfg, res in results
                 if cfg["labels"] == row["labels"] and cfg["n_train"] == row["n_train"]]
         assert row["n_seeds"] == len(mine) == 2
         for stat in ("train_acc", "test_acc", "epochs"):
             m, s = _mean_std([res[stat] for res in mine])
             assert _approx(row[f"{stat}_mean"], m) and _approx(row[f"{stat}_std"], s), stat
-        # memorised runs only; a 2-epoch run cannot fit 99.7% of its labels
-        memorised = [res for res in mine if res["outcome"] == "memorized"]
-        assert not memorised
-        assert row["memorized_epoch_mean"] is None and row["seconds_to_memorize_mean"] is None
+        # a 2-epoch run cannot fit 99.7% of its labels: the median time to memorise is not reached
+        assert not [res for res in mine if res["outcome"] == "memorized"]
+        assert row["km_median_epoch"] is None and row["km_median_seconds"] is None
         for o in ("memorized", "collapsed", "unfinished", "diverged"):
-            assert row[f"frac_{o}"] == sum(res["outcome"] == o for res in mine) / len(mine)
+            k = sum(res["outcome"] == o for res in mine)
+            assert row[f"n_{o}"] == k and row[f"frac_{o}"] == k / len(mine)
+            assert (row[f"frac_{o}_low"], row[f"frac_{o}_high"]) == wilson(k, len(mine))
         assert _approx(row["chance_low_mean"], statistics.fmean(res["chance"]["band"][0] for res in mine))
         assert _approx(row["chance_high_mean"], statistics.fmean(res["chance"]["band"][1] for res in mine))
         assert row["chance_uniform"] == pytest.approx(0.1)
@@ -123,10 +126,12 @@ def test_memorised_runs_and_outcome_fractions(store, tmp_path):
         res = {**r["result"], **edit}
         (r["dir"] / "result.json").write_text(json.dumps(res))
     row = next(r for r in summary_rows(load(s)) if r["labels"] == "random" and r["n_train"] == 200)
-    assert row["memorized_epoch_mean"] == 2 and row["memorized_epoch_std"] is None  # one memorised run
-    assert row["seconds_to_memorize_mean"] == 0.5
+    # Kaplan-Meier: the collapsed run is censored at its 2 epochs, so S(2) = 1/2 and the median is 2
+    assert row["km_median_epoch"] == 2
     assert row["frac_memorized"] == row["frac_collapsed"] == 0.5 and row["frac_unfinished"] == 0
-    assert row["n_memorized"] == 1
+    assert row["n_memorized"] == 1 and row["n_collapsed"] == 1
+    text, _ = write_table(s, tmp_path / "t")
+    assert "1/2 memorised (9-91%)" in text and "1/2 collapsed (9-91%)" in text
 
 
 def test_fit_epoch_of_a_stop_at_none_run_comes_from_its_history(store, tmp_path):
@@ -149,7 +154,7 @@ def test_fit_epoch_of_a_stop_at_none_run_comes_from_its_history(store, tmp_path)
 
 def test_write_table_text_csv_and_markdown(store, tmp_path):
     text, paths = write_table(store, tmp_path / "out")
-    assert [p.name for p in paths] == ["summary.csv", "summary.md"]
+    assert [p.name for p in paths][:2] == ["summary.csv", "summary.md"]
     rows = summary_rows(load(store))
     with open(paths[0], newline="") as f:
         table = list(csv.DictReader(f))
@@ -157,14 +162,15 @@ def test_write_table_text_csv_and_markdown(store, tmp_path):
     assert set(rows[0]) == set(table[0])  # one column per statistic
     for got, want in zip(table, rows):
         assert float(got["test_acc_mean"]) == want["test_acc_mean"]
-        assert got["memorized_epoch_mean"] == ""  # empty, not "None"
+        assert got["km_median_epoch"] == ""  # empty, not "None"
     lines = text.splitlines()
     assert "6 conditions" in lines[0] and "12 runs" in lines[0]
-    assert lines[1].split()[:3] == ["labels", "n_train", "seeds"]
+    assert lines[1].split()[:2] == ["condition", "seeds"]
+    assert lines[3].startswith("true labels, N = 100 ") and "not reached" in lines[3]
     first = rows[0]
     assert f"{100 * first['test_acc_mean']:.1f} ± {100 * first['test_acc_std']:.1f}%" in lines[3]
     md = paths[1].read_text()
-    assert md.count("\n| ") == 1 + 6 and "partial:0.5" in md
+    assert md.count("\n| ") == 1 + 6 and "P = 0.5, N = 200" in md and "partial:0.5" not in md
     assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
 
 
@@ -172,7 +178,8 @@ def test_every_supported_figure_is_drawn_as_png_and_svg(store, seed_store, tmp_p
     notes = []
     paths = plot_sweep(store, tmp_path / "figs", log=notes.append)
     drawn = {p.stem for p in paths}
-    assert drawn == {"learning_curves", "time_to_fit", "test_error", "capacity", "clean_vs_corrupt"}
+    assert drawn == {"learning_curves", "time_to_fit", "test_error", "capacity", "clean_vs_corrupt",
+                     "detection_auroc", "first_learned", "data_map", "examples_grid"}
     assert len(notes) == 1 and notes[0].startswith("seed_outcomes not drawn")
     for name in drawn:
         for ext in ("png", "svg"):
@@ -181,8 +188,9 @@ def test_every_supported_figure_is_drawn_as_png_and_svg(store, seed_store, tmp_p
         assert (tmp_path / "figs" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     notes = []
     paths = plot_sweep(seed_store, tmp_path / "seed", log=notes.append)
-    assert {p.stem for p in paths} == {"learning_curves", "seed_outcomes"}
-    assert {n.split()[0] for n in notes} == set(FIGURES) - {"learning_curves", "seed_outcomes"}
+    both = {"learning_curves", "seed_outcomes", "detection_auroc", "first_learned", "data_map", "examples_grid"}
+    assert {p.stem for p in paths} == both
+    assert {n.split()[0] for n in notes} == set(FIGURES) - both
 
 
 class _Refs(HTMLParser):
@@ -202,7 +210,7 @@ def test_report_is_one_self_contained_escaped_html_file(store, tmp_path):
     parser = _Refs()
     parser.feed(text)
     assert parser.refs and all(r.startswith("data:image/png;base64,") for r in parser.refs)
-    assert len(parser.refs) == 5  # every figure the store supports
+    assert len(parser.refs) == 9  # every figure the store supports
     assert all(f"<h3>{f.title}</h3>" in text for f in FIGURES.values() if f.name != "seed_outcomes")
     assert not parser.tags & {"script", "link", "iframe", "object", "embed"}
     low = text.lower()
@@ -226,3 +234,117 @@ def test_an_empty_store_reports_that_it_is_empty(tmp_path):
     notes = []
     assert plot_sweep(s, tmp_path / "f", log=notes.append) == [] and notes
     assert "No finished runs" in write_report(s, tmp_path / "r.html").read_text()
+
+
+# -- honest statistics ------------------------------------------------------------------
+
+
+def test_kaplan_meier_by_hand():
+    # times 3, 5, 5, 8+ (censored), 10: at 3, 1 of 5 at risk fails; at 5, 2 of 4; 8 leaves censored; at 10, 1 of 1
+    km = kaplan_meier([3, 5, 5, 8, 10], [True, True, True, False, True])
+    assert km.times == [3, 5, 10] and km.at_risk == [5, 4, 1] and km.events == [1, 2, 1]
+    assert km.survival == pytest.approx([0.8, 0.4, 0.0])
+    assert km.median == 5  # the first time S <= 0.5
+    # log-log band: var log(-log S) = Greenwood / (log S)^2; Greenwood(3) = 1/20, Greenwood(5) = 1/20 + 2/8
+    import math
+    for t, s, gw in ((3, 0.8, 1 / 20), (5, 0.4, 1 / 20 + 2 / 8)):
+        se = math.sqrt(gw) / abs(math.log(s))
+        i = km.times.index(t)
+        assert km.low[i] == pytest.approx(s ** math.exp(1.959964 * se), rel=1e-5)
+        assert km.high[i] == pytest.approx(s ** math.exp(-1.959964 * se), rel=1e-5)
+    assert km.high[1] == pytest.approx(0.7527, abs=1e-3) and km.low[0] == pytest.approx(0.2038, abs=1e-3)
+    # Brookmeyer-Crowley: the lower edge of the band reaches 0.5 at 3, the upper edge at 10
+    assert (km.median_low, km.median_high) == (3, 10)
+    # fewer than half events: not reached
+    km = kaplan_meier([4, 10, 10, 10], [True, False, False, False])
+    assert km.survival == [0.75] and km.median is None
+    assert kaplan_meier([], []).median is None
+
+
+def test_wilson_interval():
+    lo, hi = wilson(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == pytest.approx(1.0) and wilson(0, 0) == (None, None)
+    lo, hi = wilson(6, 10)
+    assert round(100 * lo) == 31 and round(100 * hi) == 83
+
+
+def test_median_runs_only_while_every_run_runs(store, tmp_path):
+    a = {1: 2.0, 2: 1.0, 3: 0.5, 4: 0.1}
+    b = {1: 2.2, 2: 1.4}  # stopped after epoch 2 (memorised or collapsed)
+    c = {1: 2.4, 2: 2.0, 3: 2.3, 4: 2.3}
+    assert median_while_all_running([a, b, c]) == ([1, 2], [2.2, 1.4])
+    assert median_while_all_running([a, c]) == ([1, 2, 3, 4], [2.2, 1.5, 1.4, 1.2])
+    # in the figure: cut one run's history after epoch 1; that condition's median line ends at epoch 1
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    s = Store(copy)
+    rec = next(r for r in s.records() if r["config"]["labels"] == "random" and r["config"]["n_train"] == 100)
+    lines = (rec["dir"] / "history.csv").read_text().splitlines()
+    (rec["dir"] / "history.csv").write_text("\n".join(lines[:2]) + "\n")
+    data = load(s)
+    fig, _ = FIGURES["learning_curves"].draw(data)
+    thick = {ln.get_label(): list(ln.get_xdata()) for ln in fig.axes[0].get_lines() if ln.get_linewidth() > 1.5}
+    assert thick["random labels, N = 100"] == [1]
+    assert thick["random labels, N = 200"] == [1, 2]
+
+
+def test_names_in_words():
+    assert condition_in_words({"labels": "random"}) == "random labels"
+    assert condition_in_words({"labels": "partial:0.2"}) == "P = 0.2"
+    assert condition_in_words({"labels": "true", "inputs": "shuffled-pixels"}) == "true labels, shuffled pixels"
+    assert condition_in_words({"labels": "true", "inputs": "none"}) == "true labels"
+    assert condition_in_words({"inputs": "gaussian"}) == "Gaussian inputs"
+    assert condition_in_words({"labels": "flip:0.4", "n_train": 3000}) == "P = 0.4 (flipped), N = 3,000"
+
+
+# -- the per-example view ------------------------------------------------------------------
+
+
+def test_detection_summary_is_the_mean_and_std_of_the_detection_files(store, tmp_path):
+    from rote.reporting.results import detection_rows
+
+    data = load(store)
+    rows = detection_rows(data)
+    for c in data.conditions:
+        files = [list(csv.DictReader(open(r["dir"] / "detection.csv"))) for r in c.runs]
+        for score in ("first_learned", "confidence", "aum"):
+            row = next(d for d in rows if d["condition"] == c.label and d["score"] == score)
+            au = [float(next(x for x in f if x["score"] == score)["auroc"]) for f in files]
+            pk = [float(next(x for x in f if x["score"] == score)["precision_at_k"]) for f in files]
+            finite = [a for a in au if a == a]
+            assert row["n_runs"] == 2 and row["n_defined"] == len(finite)
+            if c.settings["labels"] == "true":
+                assert not finite and row["auroc_mean"] is None  # nothing changed, nothing to find
+            else:
+                assert _approx(row["auroc_mean"], statistics.fmean(au))
+                assert _approx(row["auroc_std"], statistics.stdev(au))
+                assert _approx(row["precision_at_k_mean"], statistics.fmean(pk))
+    text, paths = write_table(store, tmp_path / "out")
+    assert {p.name for p in paths} >= {"detection_summary.csv", "detection_summary.md"}
+    with open(tmp_path / "out" / "detection_summary.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows) and float(table[-1]["auroc_mean"]) == rows[-1]["auroc_mean"]
+    assert "random labels, N = 200" in (tmp_path / "out" / "detection_summary.md").read_text()
+
+
+def test_per_example_figures_of_a_run_and_of_a_sweep(store, tmp_path):
+    from rote.reporting.curves import plot_run
+    from rote.reporting.figures import draw_figures
+
+    rec = next(r for r in store.records() if r["config"]["labels"] == "partial:0.5")
+    d = tmp_path / "run"
+    shutil.copytree(rec["dir"], d)
+    notes = []
+    names = {p.name for p in plot_run(d, log=notes.append)}
+    assert {"curves.png", "examples.png", "examples_grid.png"} <= names and not notes
+    figs, notes = draw_figures(load(store), tmp_path / "figs", formats=("png",))
+    drawn = {f.name for f in figs}
+    assert {"detection_auroc", "first_learned", "data_map", "examples_grid"} <= drawn
+    for f in figs:
+        assert f.paths[0].stat().st_size > 5000
+    # without the per-example files: left out, with a note
+    (d / "scores.csv").unlink()
+    notes = []
+    assert {p.name for p in plot_run(d, log=notes.append)} == {"curves.png", "curves.svg"}
+    assert notes and "record_examples" in notes[0]

@@ -204,9 +204,13 @@ def close_record(cfg: RunConfig, data: Prepared, res: TrainResult, run_dir: Path
 
 
 def read_history(run_dir: Path) -> dict[str, list]:
-    """history.csv as columns: {name: [float or None per epoch]}; a text column (a note) keeps its strings."""
+    """history.csv as columns: {name: [float or None per epoch]}; a text column (a note) keeps its strings;
+    {} for a run without one. The one reader of history.csv."""
+    path = Path(run_dir) / HISTORY
+    if not path.is_file():
+        return {}
     cols: dict[str, list] = {}
-    with open(Path(run_dir) / HISTORY, newline="") as f:
+    with open(path, newline="") as f:
         for row in csv.DictReader(f):
             for k, v in row.items():
                 cols.setdefault(k, []).append(_number(v))

@@ -1,7 +1,9 @@
 """The seed's figure for one run: loss and val_loss against epoch, plus accuracies.
 
 Reads only the run directory (history.csv, result.json, config.json), so it
-can be redrawn at any time without retraining.
+can be redrawn at any time without retraining. The per-example figures of a
+run (``examples.npz``/``scores.csv``) are drawn beside it by
+``rote.reporting.examples_figures``.
 """
 
 from __future__ import annotations
@@ -9,46 +11,94 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rote.reporting.results import read_history
+from matplotlib.ticker import LogFormatter, MaxNLocator
+
+from rote.reporting.results import labels_in_words, read_history, setting_in_words
 from rote.reporting.style import save, subplots
 
 
-def plot_run(run_dir: Path) -> list[Path]:
+def run_title(cfg: dict) -> str:
+    """'mlp:16 on 180 MNIST images: random labels, original inputs, seed 0'."""
+    return (f"{cfg['model']} on {cfg['n_train']:,} {cfg['dataset'].upper() if cfg['dataset'] == 'mnist' else cfg['dataset']}"
+            f" images: {labels_in_words(cfg['labels'])}, {setting_in_words('inputs', cfg.get('inputs', 'none'))}, "
+            f"seed {cfg['seed']}")
+
+
+def _points(ep, ys, scale=1.0):
+    return [(e, scale * v) for e, v in zip(ep, ys or []) if isinstance(v, float) and v == v]
+
+
+def plot_run(run_dir: Path, log=None) -> list[Path]:
+    """curves.png, and where the run kept its per-example record, examples.png and examples_grid.png
+    (rote.reporting.examples_figures); `log` hears why a figure was left out."""
     run_dir = Path(run_dir)
+    paths = _plot_curves(run_dir)
+    from rote.reporting.examples_figures import plot_examples
+
+    more, notes = plot_examples(run_dir)
+    for n in notes:
+        if log is not None:
+            log(n)
+    return paths + more
+
+
+def _plot_curves(run_dir: Path) -> list[Path]:
     h = read_history(run_dir)
     result = json.loads((run_dir / "result.json").read_text()) if (run_dir / "result.json").exists() else {}
     cfg = json.loads((run_dir / "config.json").read_text())["config"]
     ep = h.get("epoch", [])
     fig, (ax_loss, ax_acc) = subplots(ncols=2, width=4.2, height=3.2)
 
-    ax_loss.plot(ep, h["loss"], label="loss (training part)", color="C0")
-    ax_loss.plot(ep, h["val_loss"], label="val_loss", color="C1")
-    full = [(e, v) for e, v in zip(ep, h["train_loss_full"]) if v is not None]
-    if full:
-        ax_loss.plot(*zip(*full), "o", ms=3, color="C0", label="full training part, eval mode")
+    # a log axis: the training loss falls to ~1e-3 while val_loss climbs past 5; on a linear axis
+    # val_loss would squash the training loss to a line on zero
+    for col, lab, style in (("loss", "loss (training part)", dict(color="C0")),
+                            ("val_loss", "val_loss", dict(color="C1")),
+                            ("train_loss_full", "full training part, eval mode", dict(color="C0", ls="", marker="o",
+                                                                                       ms=3))):
+        pts = [(e, v) for e, v in _points(ep, h.get(col)) if v > 0]
+        if pts:
+            ax_loss.plot(*zip(*pts), label=lab, **style)
+    ax_loss.set_yscale("log")
+    ax_loss.yaxis.set_major_formatter(LogFormatter())  # 0.01, 0.1, 1 and, over a short range, 2.2, 2.4: no 10^x
+    ax_loss.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(1, 0.5)))
     ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("cross-entropy loss (nats)")
+    ax_loss.set_ylabel("cross-entropy loss (nats, log scale)")
     ax_loss.set_title("loss")
-    ax_loss.legend(loc="upper left", framealpha=0.9, fontsize=7.5)
 
-    pct = lambda xs: [None if x is None else 100 * x for x in xs]  # noqa: E731
-    ax_acc.plot(ep, pct(h["acc"]), label="acc (training part)", color="C0")
-    ax_acc.plot(ep, pct(h["val_acc"]), label="val_acc", color="C1")
-    full = [(e, 100 * v) for e, v in zip(ep, h["train_acc_full"]) if v is not None]
-    if full:
-        ax_acc.plot(*zip(*full), "o", ms=3, color="C0", label="full training part, eval mode")
-    chance = result.get("chance", {}).get("uniform", 0.1)
-    ax_acc.axhline(100 * chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.0%})")
-    if "test_acc" in result:
-        ax_acc.axhline(100 * result["test_acc"], color="C3", ls=":", lw=1.2,
+    for col, lab, style in (("acc", "acc (training part)", dict(color="C0")),
+                            ("val_acc", "val_acc", dict(color="C1")),
+                            ("train_acc_full", "full training part, eval mode", dict(color="C0", ls="", marker="o",
+                                                                                      ms=3))):
+        pts = _points(ep, h.get(col), 100)
+        if pts:
+            ax_acc.plot(*zip(*pts), label=lab, **style)
+    chance = (result.get("chance") or {}).get("uniform", 0.1)
+    ax_acc.axhline(100 * chance, color="grey", ls="--", lw=1, label=f"uniform chance ({chance:.0%})")
+    if result.get("test_acc") is not None and ep:
+        # the test accuracy is one number, after the last epoch: drawn there, with its chance band there only
+        x = max(e for e in ep if e is not None)
+        band = (result.get("chance") or {}).get("band")
+        if band and None not in band:
+            ax_acc.fill_between([x - 0.3, x + 0.3], [100 * band[0]] * 2, [100 * band[1]] * 2, color="grey",
+                                alpha=0.35, lw=0, zorder=1, label="95% chance band of the test acc")
+        ax_acc.scatter([x], [100 * result["test_acc"]], marker="D", s=30, color="C3", zorder=4,
                        label=f"final test acc ({result['test_acc']:.2%})")
-        low, high = result["chance"]["band"]
-        ax_acc.axhspan(100 * low, 100 * high, color="grey", alpha=0.15, lw=0, label="95% chance band")
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy (%)")
     ax_acc.set_ylim(0, 101)
     ax_acc.set_title("accuracy")
-    ax_acc.legend(loc="center right", framealpha=0.9, fontsize=7.5)
-    fig.suptitle(f"{cfg['model']} on {cfg['n_train']} {cfg['dataset']} images, labels '{cfg['labels']}', "
-                 f"seed {cfg['seed']}", fontsize=10)
+    for a in (ax_loss, ax_acc):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # one legend below both panels: never over the data
+    handles, labels = [], []
+    for a in (ax_loss, ax_acc):
+        for hd, lb in zip(*a.get_legend_handles_labels()):
+            if lb not in labels:
+                handles.append(hd)
+                labels.append(lb)
+    fig.suptitle(run_title(cfg), fontsize=10)
+    # hung below the figure: tight_layout leaves it out, save's bbox_inches="tight" takes it in
+    leg = fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=7.5, frameon=False,
+                     bbox_to_anchor=(0.5, 0.0))
+    leg.set_in_layout(True)
     return save(fig, run_dir / "curves.png")

@@ -21,7 +21,9 @@ from matplotlib.ticker import MaxNLocator
 from rote.config import fit_threshold
 from rote.data.corruption import parse_label_corruption
 from rote.errors import ConfigError
-from rote.reporting.results import OUTCOMES, Condition, SweepData, fit_epoch, fmt_value, load, mean_std
+from rote.reporting.results import (OUTCOMES, Condition, SweepData, condition_in_words, detection_rows, fit_epoch,
+                                    kaplan_meier, load, mean_std, median_while_all_running, representative_runs,
+                                    time_to_memorise)
 from rote.reporting.style import (OUTCOME_COLORS, OUTCOME_MARKERS, RC, condition_color, legend, plt, save,
                                   subplots)
 
@@ -79,18 +81,19 @@ def _series(data: SweepData, field: str, xfunc: Callable[[Condition], Optional[f
         x = xfunc(c)
         if x is None:
             continue
-        key = tuple((k, fmt_value(c.settings.get(k))) for k in others)
+        key = tuple((k, c.settings.get(k)) for k in others)
         groups.setdefault(key, []).append((x, c))
     out = []
     for key, items in groups.items():
-        label = ", ".join(f"{k}={v}" for k, v in key)
+        label = condition_in_words(dict(key)) if key else ""
         if field == "labels":
             # partial:P and flip:P are different corruptions: one line each, sharing the end points
             fams = sorted({_label_kind(c.settings["labels"]) for _, c in items} & {"partial", "flip"})
             if len(fams) > 1:
                 for fam in fams:
                     sub = [(x, c) for x, c in items if _label_kind(c.settings["labels"]) not in set(fams) - {fam}]
-                    out.append(((label + ", " if label else "") + f"{fam}:P", sorted(sub, key=lambda t: t[0])))
+                    fam_words = "P of labels replaced" if fam == "partial" else "P of labels flipped"
+                    out.append(((label + ", " if label else "") + fam_words, sorted(sub, key=lambda t: t[0])))
                 continue
         out.append((label, sorted(items, key=lambda t: t[0])))
     return out
@@ -119,10 +122,10 @@ class _MeanLine:
             self.mean.append(m)
             self.std.append(s or 0.0)
 
-    def draw(self, ax, color, label):
+    def draw(self, ax, color, label, connect: bool = True):
         if self.x:
-            ax.errorbar(self.x, self.mean, yerr=self.std, color=color, marker="o", ms=5, lw=1.5, capsize=3,
-                        zorder=4, label=label)
+            ax.errorbar(self.x, self.mean, yerr=self.std, color=color, marker="o", ms=5, lw=1.5 if connect else 0,
+                        elinewidth=1.5, capsize=3, zorder=4, label=label)
 
 
 def _per_epoch(data: SweepData, runs, column: str, scale: float = 1.0) -> dict[int, list]:
@@ -153,9 +156,13 @@ def _not_fit_proxies(ax, kinds: set):
         ax.scatter([], [], marker="x", s=30, color="0.3", lw=1.2, label="collapsed / diverged (at its last epoch)")
 
 
-def _draw_fit(ax, series, jitter, *, scale=None, mean_label="mean ± std of the runs that memorised") -> set:
-    """Epochs to memorise per condition: dots per run, mean ± std of the runs that memorised.
+def _draw_fit(ax, series, jitter, *, scale=None, mean_label="Kaplan-Meier median, 95% interval",
+              counts: bool = True) -> set:
+    """Epochs to memorise per condition: dots per run, the Kaplan-Meier median with its 95% interval.
 
+    Runs that did not memorise are censored at the epochs they ran (drawn hollow, or as x for
+    collapsed / diverged ones); a median never reached is drawn as an open triangle at the
+    longest budget. counts: write 'k/n' (runs memorised of runs) above each condition.
     scale: per-series divisor (relative plots) or None. Returns the outcomes of runs drawn hollow.
     """
     missed: set = set()
@@ -165,19 +172,20 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="mean ± std of the 
         div = 1.0 if scale is None else scale[si]
         if div is None:
             continue
-        line = _MeanLine()
+        mx, my, mlo, mhi, nr_x, nr_y = [], [], [], [], [], []
         for x, c in items:
-            fitted = []
             n = len(c.runs)
+            top = 0.0
             for j, r in enumerate(c.runs):
                 e = fit_epoch(r)[0]
                 xj = jitter(x, si * n + j, ns * n)  # the runs of all series side by side
                 if e is not None:
-                    fitted.append(e / div)
+                    top = max(top, e / div)
                     ax.scatter([xj], [e / div], s=14, color=color, alpha=0.55, lw=0, zorder=3)
                 else:
                     outcome = r["result"].get("outcome", "unfinished")
                     y = (r["result"].get("epochs") or r["config"]["epochs"]) / div
+                    top = max(top, y)
                     if outcome in ("collapsed", "diverged"):
                         missed.add(outcome)
                         ax.scatter([xj], [y], marker="x", s=30, color=color, lw=1.2, zorder=3)
@@ -185,12 +193,34 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="mean ± std of the 
                         missed.add("unfinished")
                         ax.scatter([xj], [y], marker="o", s=30, facecolors="none", edgecolors=color, lw=1.2,
                                    zorder=3)
-            line.add(x, fitted)
-        if line.x:
-            line.draw(ax, color, label or mean_label)
-        elif label:
+            km = kaplan_meier(*time_to_memorise(c.runs))
+            if km.median is not None:
+                mx.append(x)
+                my.append(km.median / div)
+                lo = km.median_low if km.median_low is not None else km.median
+                hi = km.median_high if km.median_high is not None else max(time_to_memorise(c.runs)[0])
+                mlo.append(km.median / div - lo / div)
+                mhi.append(hi / div - km.median / div)
+            else:
+                nr_x.append(x)
+                nr_y.append(max(time_to_memorise(c.runs)[0] or [0]) / div)
+            if counts:
+                k = sum(r["result"].get("outcome") == "memorized" for r in c.runs)
+                ax.annotate(f"{k}/{n}", (x, top), textcoords="offset points", xytext=(0, 5 + 9 * si), ha="center",
+                            va="bottom", fontsize=7, color=color)
+        if mx:
+            ax.errorbar(mx, my, yerr=[mlo, mhi], color=color, marker="o", ms=5, lw=1.5, capsize=3, zorder=4,
+                        label=label or mean_label)
+        if nr_x:
+            ax.scatter(nr_x, nr_y, marker="^", s=42, facecolors="white", edgecolors=color, lw=1.4, zorder=5)
+        if not mx and label:
             ax.plot([], [], color=color, marker="o", ms=5, lw=1.5, label=label)
     return missed
+
+
+def _median_not_reached_proxy(ax):
+    ax.scatter([], [], marker="^", s=42, facecolors="white", edgecolors="0.3", lw=1.4,
+               label="median not reached (fewer than half memorised)")
 
 
 def _budget_line(ax, conditions):
@@ -199,11 +229,6 @@ def _budget_line(ax, conditions):
     if len(budgets) == 1 and not all_fit:  # a far-off budget line only squashes the data
         b = budgets.pop()
         ax.axhline(b, color="0.5", ls=":", lw=1, label=f"epoch budget ({b})", zorder=1)
-
-
-def _level_ticks(ax, levels, kinds_at):
-    ax.set_xticks(levels)
-    ax.set_xticklabels([f"{x:g}" + (f"\n{kinds_at[x]}" if x in kinds_at else "") for x in levels])
 
 
 def _levels(series):
@@ -225,10 +250,26 @@ def learning_curves(data: SweepData):
     if not any(data.history(r).get("loss") for r in data.records):
         raise Skip("no run has a history.csv with training loss")
     fig, (ax,) = subplots(width=5.0 if len(data.conditions) > 6 else 4.4, height=3.2)
+    stopped_early = False
     for c in data.conditions:
-        per = _per_epoch(data, c.runs, "loss")
-        if per:
-            _mean_and_range(ax, per, len(c.runs), condition_color(c.index), alpha=0.18, label=c.label)
+        color = condition_color(c.index)
+        runs = []
+        for r in c.runs:
+            h = data.history(r)
+            pts = {int(e): v for e, v in zip(h.get("epoch", []), h.get("loss", []))
+                   if e is not None and isinstance(v, float) and math.isfinite(v)}
+            if pts:
+                runs.append(pts)
+                ep = sorted(pts)
+                ax.plot(ep, [pts[e] for e in ep], color=color, lw=0.6, alpha=0.35 if len(c.runs) > 1 else 0.9)
+        if not runs:
+            continue
+        ep, med = median_while_all_running(runs)
+        stopped_early |= len(ep) < max(len(p) for p in runs)
+        if len(runs) > 1 and ep:
+            ax.plot(ep, med, color=color, lw=1.9, label=c.label)
+        else:
+            ax.plot([], [], color=color, lw=1.9, label=c.label)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("training loss (cross-entropy, nats)")
@@ -236,20 +277,60 @@ def learning_curves(data: SweepData):
     ax.set_xlim(left=0)
     ax.set_title("Learning curves")
     legend(ax)
-    caption = ("Training loss (mean over the epoch's batches) against epoch for each condition: mean over seeds, "
-               "shaded min-max over seeds; where runs stopped early (memorised or collapsed) the mean is over the "
-               "seeds still running. Cf. Zhang et al. 2017, Fig. 1a.")
+    caption = ("Training loss (mean over the epoch's batches) against epoch: thin lines are single runs, the thick "
+               "line of each condition the median over all its seeds, drawn only while every seed is still running"
+               + (" (it ends where the first seed stopped, memorised or collapsed: a median of the survivors alone "
+                  "would be a curve no run had)" if stopped_early else "")
+               + ". Cf. Zhang et al. 2017, Fig. 1a.")
     return fig, caption
 
 
-def _corruption_series(data: SweepData):
-    if "labels" not in data.varying:
-        raise Skip("needs a sweep over label corruption (labels takes one value here)")
-    series = _series(data, "labels", lambda c: corruption_level(c.settings["labels"]))
-    levels = {x for _, items in series for x, _ in items}
-    if len(levels) < 2:
-        raise Skip("needs at least two label corruption levels (true = 0, random = 1)")
-    return series
+@dataclass
+class _Layout:
+    """Where conditions sit on the x axis: by label corruption level P, or one category each."""
+    categorical: bool
+    series: list  # [(label, [(x, condition), ...]), ...]
+    ticks: list  # x positions
+    ticklabels: list
+    xlabel: str
+
+
+def _wrap(text: str, width: int = 14) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _layout(data: SweepData) -> _Layout:
+    """Label corruption levels on a numeric axis when only the labels (and settings drawn as separate lines)
+    vary; otherwise (a sweep of cases, e.g. Zhang's five conditions) one category per condition."""
+    if "labels" not in data.varying and "inputs" not in data.varying:
+        raise Skip("needs a sweep over label or input corruption (labels and inputs take one value here)")
+    if "inputs" not in data.varying:
+        series = _series(data, "labels", lambda c: corruption_level(c.settings["labels"]))
+        levels = {x for _, items in series for x, _ in items}
+        distinct = all(len({x for x, _ in items}) == len(items) for _, items in series)
+        if len(levels) >= 2 and distinct:
+            levels, kinds_at = _levels(series)
+            return _Layout(False, series, levels,
+                           [f"{x:g}" + (f"\n{kinds_at[x]}" if x in kinds_at else "") for x in levels], CORRUPTION_X)
+    if len(data.conditions) < 2:
+        raise Skip("needs at least two conditions")
+    items = [(float(i), c) for i, c in enumerate(data.conditions)]
+    return _Layout(True, [("", items)], [x for x, _ in items], [_wrap(c.label) for _, c in items], "")
+
+
+def _apply_layout(ax, lay: _Layout):
+    ax.set_xticks(lay.ticks)
+    ax.set_xticklabels(lay.ticklabels, fontsize=7.5 if lay.categorical else None)
+    ax.set_xlabel(lay.xlabel)
+    if lay.categorical:
+        ax.set_xlim(min(lay.ticks) - 0.6, max(lay.ticks) + 0.6)
+        ax.grid(axis="x", visible=False)
+
+
+def _jitter_cat(x, j, n):
+    return x + (j - (n - 1) / 2) * min(0.06, 0.5 / max(n, 1))
 
 
 CORRUPTION_X = "label corruption P"
@@ -257,66 +338,76 @@ CORRUPTION_X = "label corruption P"
 
 @figure("time_to_fit", "Time to memorise")
 def time_to_fit(data: SweepData):
-    series = _corruption_series(data)
-    levels, kinds_at = _levels(series)
-    # per series, the mean epochs to memorise true labels (or partial:0 / flip:0, which are the same)
-    base = [mean_std(fit_epoch(r)[0] for x, c in items if x == 0 for r in c.runs)[0] for _, items in series]
+    lay = _layout(data)
+    series = lay.series
+    jit = _jitter_cat if lay.categorical else _jitter_lin(lay.ticks)
+    # per series, the Kaplan-Meier median epochs to memorise true labels (P = 0)
+    base = []
+    for _, items in series:
+        at0 = [r for x, c in items if x == 0 for r in c.runs]
+        base.append(kaplan_meier(*time_to_memorise(at0)).median if at0 and not lay.categorical else None)
     relative = any(b is not None for b in base)
-    fig, axes = subplots(ncols=2 if relative else 1, width=3.8, height=3.2)
-    jit = _jitter_lin(levels)
+    fig, axes = subplots(ncols=2 if relative else 1, width=3.8 if not lay.categorical else 5.2, height=3.4)
     ax = axes[0]
     missed = _draw_fit(ax, series, jit)
     _budget_line(ax, data.conditions)
     _not_fit_proxies(ax, missed)
-    ax.set_xlabel(CORRUPTION_X)
+    _median_not_reached_proxy(ax)
     ax.set_ylabel("epochs to memorise")
     ax.set_ylim(bottom=0)
+    ax.margins(y=0.12)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Time to memorise")
-    _level_ticks(ax, levels, kinds_at)
+    _apply_layout(ax, lay)
     if not relative:
-        legend(ax, fontsize=7.5)
+        legend(ax, fontsize=7.5, outside=True)
     else:
         ax2 = axes[1]
-        _draw_fit(ax2, series, jit, scale=base)
+        _draw_fit(ax2, series, jit, scale=base, counts=False)
         ax2.axhline(1.0, color="0.5", lw=1, ls="--", label="true labels = 1")
-        ax2.set_xlabel(CORRUPTION_X)
         ax2.set_ylabel("time to memorise (true labels = 1)")
         ax2.set_ylim(bottom=0)
         ax2.set_title("Relative to true labels")
-        _level_ticks(ax2, levels, kinds_at)
+        _apply_layout(ax2, lay)
         legend(ax2, sources=[ax], fontsize=7.5, outside=True)
-    caption = ("Epochs until the whole training set is fitted, against the share of corrupted labels: dots are "
-               "runs, markers with bars the mean ± std of the runs that memorised; hollow circles are runs that "
-               "did not fit within their epoch budget, drawn at the epoch they stopped"
-               + ("; right: divided by the mean for true labels" if relative else "")
+    caption = ("Epochs until the whole training set is fitted: dots are runs that memorised; hollow circles runs "
+               "that did not fit within their epoch budget and x runs that collapsed (or diverged), each drawn at "
+               "the epoch it stopped. Markers with bars are the Kaplan-Meier median over all seeds with its 95% "
+               "interval (Brookmeyer-Crowley), the runs that did not memorise, collapsed ones included, censored at "
+               "the epochs they ran; an open triangle means fewer than half memorised (median not reached); k/n "
+               "above each condition counts the runs that memorised"
+               + ("; right: divided by the median for true labels" if relative else "")
                + ". Cf. Zhang et al. 2017, Fig. 1b.")
     return fig, caption
 
 
 @figure("test_error", "Test error against label corruption")
 def test_error(data: SweepData):
-    series = _corruption_series(data)
+    lay = _layout(data)
+    series = lay.series
     if not any(r["result"].get("test_acc") is not None for r in data.records):
         raise Skip("no run has a test accuracy")
-    levels, kinds_at = _levels(series)
-    jit = _jitter_lin(levels)
-    fig, (ax,) = subplots(width=4.4, height=3.2)
+    jit = _jitter_cat if lay.categorical else _jitter_lin(lay.ticks)
+    fig, (ax,) = subplots(width=5.2 if lay.categorical else 4.4, height=3.4)
     uniform = mean_std((r["result"].get("chance") or {}).get("uniform") for r in data.records)[0] or 0.1
     ax.axhline(100 * (1 - uniform), color="0.3", ls="--", lw=1,
                label=f"uniform guessing ({100 * (1 - uniform):.0f}% error)")
-    # the chance band of each level, mean over all its runs (the band hardly depends on anything else)
-    band_at: dict = {}
-    for r in data.records:
-        x = corruption_level(r["config"].get("labels"))
-        b = (r["result"].get("chance") or {}).get("band")
-        if x is not None and b and None not in b:
-            band_at.setdefault(x, []).append(b)
-    if band_at:
-        bx = sorted(band_at)
-        ax.fill_between(bx, [100 * (1 - sum(b[1] for b in band_at[x]) / len(band_at[x])) for x in bx],
-                        [100 * (1 - sum(b[0] for b in band_at[x]) / len(band_at[x])) for x in bx],
-                        color="0.5", alpha=0.22, lw=0, label="95% chance band (relabelled predictions)")
+    # each condition's own chance band (mean over its seeds), a grey bar at its x
+    ns = len(series)
+    band_label = "95% chance band of each condition (relabelled predictions)"
+    for si, (_, items) in enumerate(series):
+        for x, c in items:
+            bands = [(r["result"].get("chance") or {}).get("band") for r in c.runs]
+            bands = [b for b in bands if b and None not in b]
+            if not bands:
+                continue
+            lo = 100 * (1 - sum(b[1] for b in bands) / len(bands))
+            hi = 100 * (1 - sum(b[0] for b in bands) / len(bands))
+            half = 0.22 if lay.categorical else 0.02 * ((max(lay.ticks) - min(lay.ticks)) or 1.0)
+            xc = x if ns == 1 else jit(x, si, ns)
+            ax.fill_between([xc - half, xc + half], [lo, lo], [hi, hi], color="0.5", alpha=0.3, lw=0, zorder=1,
+                            label=band_label)
+            band_label = None
     for si, (label, items) in enumerate(series):
         color = condition_color(si)
         line = _MeanLine()
@@ -329,17 +420,17 @@ def test_error(data: SweepData):
                 errs.append(100 * (1 - acc))
                 ax.scatter([jit(x, j, len(c.runs))], [errs[-1]], s=14, color=color, alpha=0.55, lw=0, zorder=3)
             line.add(x, errs)
-        line.draw(ax, color, label or "test error, mean ± std over seeds")
+        line.draw(ax, color, label or "test error, mean ± std over seeds", connect=not lay.categorical)
     ax.set_ylim(0, 100)
-    ax.set_xlabel(CORRUPTION_X)
     ax.set_ylabel("test error (%)")
     ax.set_title("Generalisation")
-    _level_ticks(ax, levels, kinds_at)
-    legend(ax, fontsize=7.5)
-    caption = ("Test error (1 - test accuracy, true test labels) against the share of corrupted training labels, "
-               "mean ± std over seeds with single runs as dots; the dashed line is uniform guessing, the shaded "
-               "band the 95% range reached by chance by a model that predicts this way (random relabellings of its "
-               "test predictions). Cf. Zhang et al. 2017, Fig. 1c.")
+    _apply_layout(ax, lay)
+    legend(ax, fontsize=7.5, outside=True)
+    caption = ("Test error (1 - test accuracy, true test labels) "
+               + ("for each condition" if lay.categorical else "against the share of corrupted training labels")
+               + ", mean ± std over seeds with single runs as dots; the dashed line is uniform guessing, the grey "
+               "bar at each condition the 95% range a model that predicts as its runs do reaches by chance (random "
+               "relabellings of its test predictions, mean over its seeds). Cf. Zhang et al. 2017, Fig. 1c.")
     return fig, caption
 
 
@@ -385,7 +476,7 @@ def capacity(data: SweepData):
     ax_acc.set_ylabel("final training accuracy (%)")
     ax_acc.set_ylim(top=100.4)
     ax_acc.set_title("Fit at the end of training")
-    missed = _draw_fit(ax_ep, series, _jitter_log, mean_label="mean ± std over seeds")
+    missed = _draw_fit(ax_ep, series, _jitter_log)
     _budget_line(ax_ep, data.conditions)
     _not_fit_proxies(ax_ep, missed)
     ax_ep.set_xscale("log")
@@ -498,6 +589,127 @@ def seed_outcomes(data: SweepData):
                f"predicting this way reaches by chance and the uniform-guessing line; right, final training "
                f"accuracy, with the epoch it memorised below each marker; colour and marker give the outcome "
                f"({counts}).")
+    return fig, caption
+
+
+# -- the per-example view across a sweep -------------------------------------------------
+
+
+@figure("detection_auroc", "Finding the changed labels")
+def detection_auroc(data: SweepData):
+    rows = [d for d in detection_rows(data) if d["auroc_mean"] is not None]
+    if not rows:
+        raise Skip("no run has a detection.csv with a defined AUROC (needs record_examples and changed labels)")
+    conds = {c.label: c for c in data.conditions}
+    others = [k for k in data.varying if k != "labels"]
+    pts: dict = {}
+    for d in rows:
+        c = conds[d["condition"]]
+        x = corruption_level(c.settings.get("labels"))
+        if x is None:
+            continue
+        extra = condition_in_words({k: c.settings.get(k) for k in others}) if others else ""
+        pts.setdefault((d["score"], extra), []).append((x, d))
+    if not pts:
+        raise Skip("no condition with label corruption P")
+    fig, (ax,) = subplots(width=4.8, height=3.4)
+    levels = sorted({x for v in pts.values() for x, _ in v})
+    for i, ((score, extra), items) in enumerate(pts.items()):
+        items.sort(key=lambda t: t[0])
+        ax.errorbar([x for x, _ in items], [d["auroc_mean"] for _, d in items],
+                    yerr=[d["auroc_std"] or 0.0 for _, d in items], color=condition_color(i), marker="o", ms=4,
+                    lw=1.3, capsize=2.5, label=score + (f", {extra}" if extra else ""))
+    ax.axhline(0.5, color="0.3", ls="--", lw=1, label="chance (0.5)")
+    ax.set_xticks(levels)
+    ax.set_xticklabels([f"{x:g}" for x in levels])
+    ax.set_xlabel(CORRUPTION_X)
+    ax.set_ylabel("AUROC for the changed labels")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Which score finds the changed labels")
+    legend(ax, fontsize=7.5, outside=True)
+    caption = ("AUROC of each per-example score as a detector of the training labels rote changed, against the "
+               "share of labels changed (P; random labels at 1): mean ± std over seeds. 0.5 is chance; below it "
+               "the score points the other way. True labels (P = 0) have no changed label to find. Each run's "
+               "numbers are its detection.csv; all of them, with precision@k, in detection_summary.csv "
+               "(`rote table`).")
+    return fig, caption
+
+
+def _reps(data: SweepData):
+    from rote.reporting import examples_figures as ex
+
+    reps = representative_runs(data)
+    if not reps:
+        raise Skip("no run has a scores.csv (runs recorded with record_examples false have none)")
+    return ex, reps
+
+
+def _panels(n: int, width: float = 3.2, height: float = 2.8, per_row: int = 4):
+    rows = math.ceil(n / per_row)
+    cols = min(n, per_row)
+    with plt.rc_context(RC):
+        fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_axis_off()
+    return fig, flat[:n]
+
+
+def _rep_title(c, r) -> str:
+    return f"{c.label}\n(seed {r['config']['seed']})"
+
+
+@figure("first_learned", "When examples are learned: kept vs changed labels")
+def first_learned(data: SweepData):
+    ex, reps = _reps(data)
+    fig, axes = _panels(len(reps))
+    for ax, (c, r) in zip(axes, reps):
+        epochs = int(r["result"].get("epochs") or r["config"]["epochs"])
+        ex.draw_first_learned(ax, ex.read_scores(r["dir"]), epochs)
+        ax.set_title(_rep_title(c, r), fontsize=9)
+    caption = ("For one run per condition (seed 0): the share of training examples first predicted right by each "
+               "epoch, for kept and for changed labels; examples never learned are left out of the curve (their "
+               "share is in the legend). Arpit et al. 2017: networks fit the clean examples first.")
+    return fig, caption
+
+
+@figure("data_map", "Data maps")
+def data_map(data: SweepData):
+    ex, reps = _reps(data)
+    fig, axes = _panels(len(reps))
+    for ax, (c, r) in zip(axes, reps):
+        ex.draw_data_map(ax, ex.read_scores(r["dir"]))
+        ax.set_title(_rep_title(c, r), fontsize=9)
+    caption = ("For one run per condition (seed 0): each training example's confidence (mean probability of its "
+               "given label over the epochs) against its variability (the std of that probability), red where "
+               "rote changed the label (Swayamdipta et al. 2020, dataset cartography).")
+    return fig, caption
+
+
+@figure("examples_grid", "The examples learned last")
+def examples_grid(data: SweepData, k: int = 16):
+    ex, reps = _reps(data)
+    imgs, notes = [], []
+    for c, r in reps:
+        im, why = ex.images_for(r["config"])
+        if im is None:
+            notes.append(why)
+        else:
+            imgs.append((c, r, im))
+    if not imgs:
+        raise Skip(notes[0] if notes else "no images")
+    ncols = 8
+    rows_per = math.ceil(k / ncols)
+    with plt.rc_context(RC):
+        fig = plt.figure(figsize=(8.0, len(imgs) * (1.3 * rows_per + 0.5)))
+    gs = fig.add_gridspec(len(imgs), 1, hspace=0.45)
+    for i, (c, r, im) in enumerate(imgs):
+        ex.draw_grid(fig, gs[i], ex.read_scores(r["dir"]), im, "first_learned", k, ncols=ncols,
+                     title=f"{c.label} (seed {r['config']['seed']})")
+    caption = (f"For one run per condition (seed 0): the {k} training examples learned last (highest first-learned "
+               "epoch; never learned first), as the network saw them, with the given / true label above each (red: "
+               "the label was changed) and the epoch first learned. `rote plot RUN_DIR` draws any run's."
+               + (" Not shown: " + "; ".join(notes) if notes else ""))
     return fig, caption
 
 

@@ -19,7 +19,8 @@ from typing import Optional
 from rote.atomic import write_atomic
 from rote.reporting.figures import FIGURES, draw_figures
 from rote.reporting.results import CONFIG_FIELDS, OUTCOMES, SweepData, fit_epoch, fmt_value, load, summary_rows
-from rote.reporting.table import NOTE, display_columns
+from rote.reporting.results import detection_rows
+from rote.reporting.table import DETECTION_NOTE, NOTE, detection_cells, display_columns
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
@@ -114,7 +115,13 @@ def _runs_table(data: SweepData) -> str:
 
 def _summary(data: SweepData) -> str:
     headers, cells, right = display_columns(summary_rows(data), data.varying)
-    return _table(headers, cells, right) + f'<p class="note">{e(NOTE)}</p>'
+    out = _table(headers, cells, right) + f'<p class="note">{e(NOTE)}</p>'
+    det = detection_rows(data)
+    if det:
+        h, c = detection_cells(det)
+        out += ("<h3>Finding the changed labels</h3>" + _table(h, c, [False, False] + [True] * (len(h) - 2))
+                + f'<p class="note">{e(DETECTION_NOTE)}</p>')
+    return out
 
 
 def render(data: SweepData, figures, notes) -> str:

@@ -10,8 +10,13 @@ and ``sweep.yaml``), so tables and figures can be redrawn at any time, also
 while a sweep is still running: they cover the runs finished so far.
 
 Statistics over seeds are the mean and the sample standard deviation (ddof=1,
-as pandas computes it; None for a single run). ``memorized_epoch`` and
-``seconds_to_memorize`` are over the runs that memorised only.
+as pandas computes it; None for a single run) for the final numbers every run
+has. Time to memorise is not: a run that did not memorise within its budget
+says only that its time is longer than the epochs it ran, so averaging the runs
+that memorised would favour the fast ones. It is a Kaplan-Meier estimate
+(``kaplan_meier``), each run that did not memorise (unfinished, collapsed or
+diverged) censored at the epochs it ran, with its median and a 95% interval;
+outcome shares are k of n with a 95% Wilson interval (``wilson``).
 """
 
 from __future__ import annotations
@@ -23,15 +28,170 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from rote.config import RunConfig, fit_threshold
+import numpy as np
+
+from rote.config import RunConfig
 from rote.errors import ConfigError
+from rote.experiments.record import fit_epoch, read_history  # noqa: F401  (reporting reads runs through these)
 from rote.experiments.store import Store
 from rote.experiments.sweep import load_sweep
 
 OUTCOMES = ("memorized", "collapsed", "unfinished", "diverged")
 CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
 # per-run values summarised as mean and std over seeds
-STATS = ("train_acc", "test_acc", "epochs", "memorized_epoch", "seconds_to_memorize")
+STATS = ("train_acc", "test_acc", "epochs")
+Z95 = 1.959963984540054  # the 97.5% point of the standard normal
+
+
+# -- names in words ------------------------------------------------------------
+
+_INPUT_WORDS = {"none": "original inputs", "shuffled-pixels": "shuffled pixels", "random-pixels": "random pixels",
+                "gaussian": "Gaussian inputs"}
+_LABEL_WORDS = {"true": "true labels", "random": "random labels", "permute": "permuted labels"}
+
+
+def labels_in_words(labels) -> str:
+    """'random' -> 'random labels', 'partial:0.2' -> 'P = 0.2', 'flip:0.2' -> 'P = 0.2 (flipped)'."""
+    s = fmt_value(labels)
+    if s in _LABEL_WORDS:
+        return _LABEL_WORDS[s]
+    kind, _, p = s.partition(":")
+    if kind == "partial":
+        return f"P = {p}"
+    if kind == "flip":
+        return f"P = {p} (flipped)"
+    return f"labels {s}"
+
+
+def setting_in_words(k: str, v) -> str:
+    if k == "labels":
+        return labels_in_words(v)
+    if k == "inputs":
+        return _INPUT_WORDS.get(fmt_value(v), f"inputs {fmt_value(v)}")
+    if k == "n_train":
+        return f"N = {int(v):,}" if isinstance(v, (int, float)) else f"N = {v}"
+    if k == "model":
+        return f"model {v}"
+    return f"{k.replace('_', ' ')} = {fmt_value(v)}"
+
+
+def condition_in_words(varying: dict) -> str:
+    """A condition's varying settings as words: 'true labels, shuffled pixels', 'random labels', 'P = 0.2'.
+
+    Original inputs go unsaid beside a label setting ('true labels', not 'true labels, original inputs').
+    """
+    parts = []
+    for k, v in varying.items():
+        if k == "inputs" and fmt_value(v) == "none" and "labels" in varying:
+            continue
+        parts.append(setting_in_words(k, v))
+    return ", ".join(parts) if parts else "all runs"
+
+
+# -- statistics: Kaplan-Meier, Wilson ------------------------------------------
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[Optional[float], Optional[float]]:
+    """95% Wilson score interval of a proportion k/n; (None, None) for n = 0."""
+    if n <= 0:
+        return None, None
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class KM:
+    """A Kaplan-Meier estimate of the survival function S(t) = P(T > t).
+
+    times: the distinct event times, ascending; survival: S just after each;
+    at_risk, events: the n_i and d_i there; low, high: the pointwise 95%
+    log-log (Kalbfleisch-Prentice) band from Greenwood's variance. median: the
+    first time S <= 0.5 (None: not reached); median_low, median_high: its 95%
+    interval (Brookmeyer-Crowley on that band: the first times the band's
+    lower and upper edge reach 0.5; None where they never do).
+    """
+
+    n: int
+    n_events: int
+    times: list
+    survival: list
+    at_risk: list
+    events: list
+    low: list
+    high: list
+    median: Optional[float]
+    median_low: Optional[float]
+    median_high: Optional[float]
+
+
+def kaplan_meier(times, observed, z: float = Z95) -> KM:
+    """Kaplan-Meier of durations `times`, `observed[i]` False where time i is censored (only known to be longer)."""
+    t = np.asarray(times, dtype=np.float64)
+    ev = np.asarray(observed, dtype=bool)
+    if t.shape != ev.shape or t.ndim != 1:
+        raise ValueError("times and observed must be two 1-D arrays of one length")
+    uniq = np.unique(t[ev])
+    at_risk = np.array([(t >= u).sum() for u in uniq], dtype=np.int64)  # censored at u still at risk at u
+    events = np.array([(t[ev] == u).sum() for u in uniq], dtype=np.int64)
+    surv = np.cumprod(1.0 - events / at_risk)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gw = np.cumsum(events / (at_risk * (at_risk - events)))  # Greenwood: sum d / (n (n - d)); inf once S = 0
+        se = np.sqrt(gw) / np.abs(np.log(surv))  # the standard error of log(-log S)
+        low = np.where(surv > 0, surv ** np.exp(z * se), 0.0)
+        high = np.where(surv > 0, surv ** np.exp(-z * se), 0.0)
+    low = np.where(surv >= 1.0, 1.0, np.nan_to_num(low, nan=0.0))
+    high = np.where(surv >= 1.0, 1.0, np.nan_to_num(high, nan=0.0))
+
+    def first(curve):
+        hit = np.flatnonzero(curve <= 0.5 + 1e-12)
+        return float(uniq[hit[0]]) if hit.size else None
+
+    return KM(n=int(t.size), n_events=int(ev.sum()), times=uniq.tolist(), survival=surv.tolist(),
+              at_risk=at_risk.tolist(), events=events.tolist(), low=low.tolist(), high=high.tolist(),
+              median=first(surv), median_low=first(low), median_high=first(high))
+
+
+def time_to_memorise(runs, seconds: bool = False) -> tuple[list, list]:
+    """(times, observed) of runs for kaplan_meier: epochs (or seconds of training) to memorise.
+
+    A run that did not memorise (unfinished, collapsed, diverged) is censored at the
+    epochs it ran (its training seconds).
+    """
+    times, observed = [], []
+    for r in runs:
+        e, s = fit_epoch(r)
+        res = r["result"]
+        if e is not None and (not seconds or s is not None):
+            times.append(float(s if seconds else e))
+            observed.append(True)
+        else:
+            t = res.get("train_seconds") if seconds else (res.get("epochs") or r["config"].get("epochs"))
+            if t is None:
+                continue
+            times.append(float(t))
+            observed.append(False)
+    return times, observed
+
+
+def median_while_all_running(series: list) -> tuple[list, list]:
+    """The median over runs of per-epoch values, at the epochs where every run has a value.
+
+    series: one {epoch: value} per run. The median stops at the first epoch some run
+    no longer reaches (it stopped: memorised, collapsed): past it a median of the
+    survivors would be a curve no run had.
+    """
+    if not series:
+        return [], []
+    out_e, out_m = [], []
+    for e in sorted(set().union(*series)):
+        if any(e not in s or s[e] is None for s in series):
+            break
+        out_e.append(e)
+        out_m.append(float(np.median([s[e] for s in series])))
+    return out_e, out_m
 
 
 # -- the store as conditions ---------------------------------------------------
@@ -56,9 +216,7 @@ class Condition:
 
     @property
     def label(self) -> str:
-        if not self.varying:
-            return "all runs"
-        return ", ".join(f"{k}={fmt_value(v)}" for k, v in self.varying.items())
+        return condition_in_words(self.varying)
 
     @property
     def seeds(self) -> list[int]:
@@ -152,56 +310,6 @@ def load(store) -> SweepData:
 # -- per-run values -------------------------------------------------------------
 
 
-def read_history(run_dir: Path) -> dict[str, list]:
-    """A run's history.csv as columns of floats (None where a cell is empty); {} if it has none.
-
-    The one reader of history.csv in reporting.
-    """
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        return {}
-    cols: dict[str, list] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            for k, v in row.items():
-                cols.setdefault(k, []).append(_number(v))
-    return cols
-
-
-def _number(v):
-    """A history cell: a float, None when empty, the text itself for a text column (a note)."""
-    if v in ("", None):
-        return None
-    try:
-        return float(v)
-    except ValueError:
-        return v
-
-
-def fit_epoch(record: dict) -> tuple[Optional[int], Optional[float]]:
-    """(epoch, seconds of training) at which a run memorised its training part; (None, None) if it did not.
-
-    From result.json; a ``--stop-at none`` run has no memorized_epoch there even
-    when it ended memorised, so for such a run that evaluated its whole training
-    part every epoch it is the first epoch that reached ``fit_threshold``.
-    """
-    res = record["result"]
-    if res.get("memorized_epoch") is not None:
-        return int(res["memorized_epoch"]), res.get("seconds_to_memorize")
-    if res.get("outcome") != "memorized":
-        return None, None
-    threshold = fit_threshold(record["config"].get("stop_at"))
-    h = read_history(record["dir"])
-    elapsed = 0.0
-    for i, acc in enumerate(h.get("train_acc_full", [])):
-        elapsed += h["seconds"][i] or 0.0
-        if acc is None:
-            return None, None  # not evaluated every epoch: the first epoch is unknown
-        if acc >= threshold:
-            return int(h["epoch"][i]), elapsed
-    return None, None
-
-
 def _num(v) -> Optional[float]:
     if v is None or isinstance(v, bool):
         return None
@@ -234,9 +342,13 @@ def run_values(record: dict) -> dict:
 def summary_rows(data: SweepData) -> list[dict]:
     """One dict per condition, in the order the sweep file lists them (cases x grid).
 
-    Keys: each varying setting (its value), ``condition`` (its label), ``n_seeds``,
-    ``seeds``; ``<stat>_mean`` and ``<stat>_std`` for each of STATS; ``n_memorized``;
-    ``frac_<outcome>`` for each of OUTCOMES; ``chance_uniform``,
+    Keys: each varying setting (its value), ``condition`` (its label in words), ``n_seeds``,
+    ``seeds``; ``<stat>_mean`` and ``<stat>_std`` for each of STATS; for each of OUTCOMES
+    ``n_<outcome>`` (k of n_seeds), ``frac_<outcome>`` and its 95% Wilson interval
+    ``frac_<outcome>_low``/``_high``; ``km_median_epoch`` with ``_low``/``_high`` (Kaplan-Meier median
+    epochs to memorise and its 95% interval, None when not reached or undefined; runs that did not
+    memorise, collapsed ones included, censored at the epochs they ran) and ``km_median_seconds``
+    (likewise in seconds of training, censored at their training seconds); ``chance_uniform``,
     ``chance_low_mean``, ``chance_high_mean`` (the test chance band, mean over
     seeds); ``labels_changed_fraction_mean``. Accuracies are fractions; a
     statistic with no value is None.
@@ -251,12 +363,76 @@ def summary_rows(data: SweepData) -> list[dict]:
         row["seeds"] = " ".join(str(s) for s in c.seeds)
         for stat in STATS:
             row[f"{stat}_mean"], row[f"{stat}_std"] = mean_std(v[stat] for v in vals)
-        row["n_memorized"] = sum(v["outcome"] == "memorized" for v in vals)
         for o in OUTCOMES:
-            row[f"frac_{o}"] = sum(v["outcome"] == o for v in vals) / n
+            k = sum(v["outcome"] == o for v in vals)
+            row[f"n_{o}"] = k
+            row[f"frac_{o}"] = k / n
+            row[f"frac_{o}_low"], row[f"frac_{o}_high"] = wilson(k, n)
+        # time to memorise: Kaplan-Meier, the runs that did not memorise censored at the epochs they ran
+        km = kaplan_meier(*time_to_memorise(c.runs))
+        row["km_median_epoch"], row["km_median_epoch_low"], row["km_median_epoch_high"] = (
+            km.median, km.median_low, km.median_high)
+        km = kaplan_meier(*time_to_memorise(c.runs, seconds=True))
+        row["km_median_seconds"], row["km_median_seconds_low"], row["km_median_seconds_high"] = (
+            km.median, km.median_low, km.median_high)
         row["chance_uniform"] = mean_std(v["chance_uniform"] for v in vals)[0]
         row["chance_low_mean"] = mean_std(v["chance_low"] for v in vals)[0]
         row["chance_high_mean"] = mean_std(v["chance_high"] for v in vals)[0]
         row["labels_changed_fraction_mean"] = mean_std(v["labels_changed_fraction"] for v in vals)[0]
         rows.append(row)
     return rows
+
+
+# -- per-example detection across a sweep -----------------------------------------
+
+DETECTION_CSV = "detection.csv"
+SCORES_CSV = "scores.csv"
+
+
+def read_detection(run_dir: Path) -> list[dict]:
+    """A run's detection.csv as rows {score, direction, auroc, precision_at_k, k, n}; [] if it has none
+    (runs recorded with record_examples false)."""
+    path = Path(run_dir) / DETECTION_CSV
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{"score": r["score"], "direction": int(r["direction"]), "auroc": float(r["auroc"]),
+                 "precision_at_k": float(r["precision_at_k"]), "k": int(r["k"]), "n": int(r["n"])}
+                for r in csv.DictReader(f)]
+
+
+def detection_rows(data: SweepData) -> list[dict]:
+    """One dict per (condition, score) with detection.csv files: how well each score finds the changed labels.
+
+    Keys: ``condition`` (in words), ``labels`` (the setting), ``score``, ``n_runs`` (runs with a
+    detection.csv), ``n_defined`` (of them, runs where AUROC is defined: some labels changed and some
+    kept), ``auroc_mean``/``_std`` and ``precision_at_k_mean``/``_std`` over those seeds (sample std),
+    ``k_mean`` (changed labels per run) and ``chance_precision`` (k / n, mean over seeds). A condition
+    without changed labels (true labels) has NaN AUROC in every run, so None here.
+    """
+    rows = []
+    for c in data.conditions:
+        per_score: dict[str, list] = {}
+        for r in c.runs:
+            for d in read_detection(r["dir"]):
+                per_score.setdefault(d["score"], []).append(d)
+        for score, ds in per_score.items():
+            row = {"condition": c.label, "labels": c.settings.get("labels"), "score": score, "n_runs": len(ds),
+                   "n_defined": sum(math.isfinite(d["auroc"]) for d in ds)}
+            row["auroc_mean"], row["auroc_std"] = mean_std(d["auroc"] for d in ds)
+            row["precision_at_k_mean"], row["precision_at_k_std"] = mean_std(d["precision_at_k"] for d in ds)
+            row["k_mean"] = statistics.fmean(d["k"] for d in ds)
+            row["chance_precision"] = statistics.fmean(d["k"] / d["n"] for d in ds if d["n"])
+            rows.append(row)
+    return rows
+
+
+def representative_runs(data: SweepData, seed: int = 0) -> list[tuple[Condition, dict]]:
+    """One run per condition for per-example pictures: the one with `seed` (else its lowest seed) that has
+    a scores.csv; conditions with none are left out."""
+    out = []
+    for c in data.conditions:
+        have = [r for r in c.runs if (Path(r["dir"]) / SCORES_CSV).is_file()]
+        if have:
+            out.append((c, next((r for r in have if r["config"]["seed"] == seed), have[0])))
+    return out

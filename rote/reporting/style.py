@@ -36,8 +36,12 @@ def save(fig, path_png: Path, formats=("png", "svg")) -> list[Path]:
     import os
 
     out = []
+    import warnings
+
     with plt.rc_context(RC):
-        fig.tight_layout()
+        with warnings.catch_warnings():  # image grids (subgridspecs) are laid out by hand; tight_layout says so
+            warnings.simplefilter("ignore", UserWarning)
+            fig.tight_layout()
         # a legend placed beside the axes is left out of the layout (the axes keep their size)
         # but must be inside the saved picture: bbox_inches="tight" only counts artists in the layout
         for ax in fig.axes:

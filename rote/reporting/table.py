@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 from rote.atomic import write_atomic
-from rote.reporting.results import OUTCOMES, fmt_value, load, summary_rows
+from rote.reporting.results import detection_rows, load, summary_rows
 
 
 def _pct(m, s) -> str:
@@ -25,35 +25,52 @@ def _plain(m, s, digits=1) -> str:
     return f"{m:.{digits}f}" if s is None else f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
-def _outcomes(row) -> str:
-    n = row["n_seeds"]
-    parts = [(round(row[f"frac_{o}"] * n), o) for o in OUTCOMES if row[f"frac_{o}"] > 0]
-    if len(parts) == 1:
-        return f"{parts[0][0]}/{n} {parts[0][1]}"
-    return ", ".join(f"{k} {o}" for k, o in parts)
+def share(row, outcome: str) -> str:
+    """'6/10 memorised (31-83%)': k of n with its 95% Wilson interval."""
+    n, k = row["n_seeds"], row[f"n_{outcome}"]
+    lo, hi = row[f"frac_{outcome}_low"], row[f"frac_{outcome}_high"]
+    word = {"memorized": "memorised"}.get(outcome, outcome)
+    return f"{k}/{n} {word} ({100 * lo:.0f}-{100 * hi:.0f}%)"
+
+
+def km_median(row, unit: str = "epoch", digits: int = 0) -> str:
+    """The Kaplan-Meier median time to memorise with its 95% interval, or 'not reached'."""
+    m = row[f"km_median_{unit}"]
+    if m is None:
+        return "not reached"
+    lo, hi = row[f"km_median_{unit}_low"], row[f"km_median_{unit}_high"]
+    f = lambda v: "?" if v is None else f"{v:.{digits}f}"  # noqa: E731  (an interval edge never reached)
+    return f"{m:.{digits}f} ({f(lo)}-{f(hi)})"
+
+
+def _others(row) -> str:
+    parts = [f"{row[f'n_{o}']} {o}" for o in ("unfinished", "diverged") if row[f"n_{o}"]]
+    return ", ".join(parts) or "-"
 
 
 def display_columns(rows: list[dict], varying: list[str]) -> tuple[list[str], list[list[str]], list[bool]]:
     """Headers, cells and right-alignment flags of the human-readable table."""
-    headers = [*varying, "seeds", "train acc", "test acc", "test chance band", "epochs", "memorised at epoch",
-               "s to memorise", "outcomes"]
-    right = [False] * len(varying) + [True] * 7 + [False]
+    headers = ["condition", "seeds", "train acc", "test acc", "test chance band", "epochs run", "memorised",
+               "collapsed", "median epochs to memorise", "median s to memorise", "other outcomes"]
+    right = [False] + [True] * 9 + [False]
     cells = []
     for r in rows:
         band = ("-" if r["chance_low_mean"] is None
                 else f"{100 * r['chance_low_mean']:.1f}-{100 * r['chance_high_mean']:.1f}%")
-        cells.append([*(fmt_value(r[k]) for k in varying), str(r["n_seeds"]),
+        cells.append([r["condition"], str(r["n_seeds"]),
                       _pct(r["train_acc_mean"], r["train_acc_std"]), _pct(r["test_acc_mean"], r["test_acc_std"]), band,
-                      _plain(r["epochs_mean"], r["epochs_std"]),
-                      _plain(r["memorized_epoch_mean"], r["memorized_epoch_std"]),
-                      _plain(r["seconds_to_memorize_mean"], r["seconds_to_memorize_std"]),
-                      _outcomes(r)])
+                      _plain(r["epochs_mean"], r["epochs_std"]), share(r, "memorized"), share(r, "collapsed"),
+                      km_median(r), km_median(r, "seconds", 1), _others(r)])
     return headers, cells, right
 
 
-NOTE = ("mean ± std over seeds (sample std); 'memorised at epoch' and 's to memorise' (seconds of training) "
-        "over the runs that memorised only; test chance band: 2.5-97.5% of the test accuracy under random "
-        "relabellings of each model's predictions, mean over seeds; uniform guessing gives 10%.")
+NOTE = ("accuracies and epochs run: mean ± std over seeds (sample std); memorised, collapsed: k of n seeds "
+        "with a 95% Wilson interval; median epochs (seconds of training) to memorise: Kaplan-Meier median "
+        "over all seeds with a 95% interval (Brookmeyer-Crowley, log-log band), the runs that did not memorise "
+        "(collapsed ones included) censored at the epochs (seconds) they ran, 'not reached' when fewer than "
+        "half memorised, '?' for an interval edge the data do not reach; test chance band: 2.5-97.5% of the "
+        "test accuracy under random relabellings of each model's predictions, mean over seeds; uniform guessing "
+        "gives 10%.")
 
 
 def format_text(rows: list[dict], varying: list[str], title: str = "") -> str:
@@ -108,4 +125,35 @@ def write_table(store, out_dir=None) -> tuple[str, list[Path]]:
     paths = [out_dir / "summary.csv", out_dir / "summary.md"]
     write_atomic(paths[0], format_csv(rows).encode())
     write_atomic(paths[1], format_markdown(rows, data.varying, title).encode())
+    det = detection_rows(data)
+    if det:
+        more = [out_dir / "detection_summary.csv", out_dir / "detection_summary.md"]
+        write_atomic(more[0], format_csv(det).encode())
+        write_atomic(more[1], format_detection_markdown(det, f"sweep '{data.name}': finding the changed labels")
+                     .encode())
+        paths += more
     return text, paths
+
+
+DETECTION_NOTE = ("Each score ranks the training examples, most suspicious first (rote.analysis.detection); "
+                  "AUROC: the chance that a changed label ranks above a kept one (0.5 = chance, undefined without "
+                  "changed labels); precision@k: the share of changed labels among the k top-ranked examples, k = "
+                  "the number of changed labels (chance k/n). Mean ± std over the seeds with a detection.csv.")
+
+
+def detection_cells(det: list[dict]) -> tuple[list[str], list[list[str]]]:
+    headers = ["condition", "score", "seeds", "AUROC", "precision@k", "k", "chance precision"]
+    cells = [[d["condition"], d["score"], str(d["n_runs"]), _plain(d["auroc_mean"], d["auroc_std"], 3),
+              _plain(d["precision_at_k_mean"], d["precision_at_k_std"], 3), f"{d['k_mean']:.0f}",
+              f"{d['chance_precision']:.3f}"] for d in det]
+    return headers, cells
+
+
+def format_detection_markdown(det: list[dict], title: str = "") -> str:
+    headers, cells = detection_cells(det)
+    out = [f"# {title}", ""] if title else []
+    out.append("| " + " | ".join(headers) + " |")
+    out.append("|:---|:---|" + "---:|" * (len(headers) - 2))
+    out += ["| " + " | ".join(_md_cell(v) for v in c) + " |" for c in cells]
+    out += ["", DETECTION_NOTE, ""]
+    return "\n".join(out)
