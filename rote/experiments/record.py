@@ -231,7 +231,10 @@ def read_record(run_dir: Path) -> dict:
     d = Path(run_dir)
     cfg = json.loads((d / CONFIG).read_text())
     result = json.loads((d / RESULT).read_text()) if (d / RESULT).is_file() else {}
-    return {"key": cfg["config_key"], "dir": d, "config": cfg["config"], "environment": cfg.get("environment", {}),
+    # a record made before a setting existed ran with that setting at its default (keys leave such
+    # settings out, so the record keeps its key): fill them in, so that every record names every setting
+    config = {**RunConfig().to_dict(), **cfg["config"]}
+    return {"key": cfg["config_key"], "dir": d, "config": config, "environment": cfg.get("environment", {}),
             "result": result}
 
 
