@@ -123,6 +123,6 @@ def test_estimate_uses_finished_runs(tmp_path, mnist):
     execute.run_local(plan, 1)
     more = parse_sweep(TINY.replace("seeds: 2", "seeds: [7]"))
     est = execute.estimate(execute.plan(more, store_dir))
-    assert est.epochs_from == "from 1 finished run" and est.low is not None
+    assert est.epochs_from == "from 3 finished runs" and est.low is not None
     # these runs use every epoch (stop_at none): the high end is the bound
     assert est.low <= est.high == pytest.approx(est.bound)
