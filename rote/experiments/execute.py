@@ -462,8 +462,9 @@ def estimate(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = None
         per_epoch_eval = c0.n_val + (n_fit / c0.eval_every if c0.eval_every else 0)
         once = n_fit + n_test  # the training part and the test set at the end
 
-        def seconds(epochs: float, step: float) -> float:
-            return scale * (epochs * (steps * step + per_epoch_eval * sp.eval_image) + once * sp.eval_image)
+        def seconds(epochs: float, step: float, sp=sp, steps=steps, every=per_epoch_eval, once=once,
+                    scale=scale) -> float:
+            return scale * (epochs * (steps * step + every * sp.eval_image) + once * sp.eval_image)
 
         budget = max(c.epochs for c in g)
         bound += seconds(budget, sp.step_slow)
