@@ -258,10 +258,9 @@ def cmd_sweep(args) -> int:
     print(f"sweep '{sweep.name}': {plural(len(sweep.configs), 'run')} ({plural(len(sweep.conditions()), 'condition')}"
           f" x {plural(len(sweep.seeds), 'seed')}); {len(plan.done)} already in {out}, {len(plan.todo)} to run")
     if plan.todo and not args.no_estimate:
-        upper, typical, source = execute.estimate_seconds(plan, args.data_dir)
-        about = f"about {_fmt_seconds(typical)} at the epochs finished runs took, " if typical is not None else ""
-        print(f"estimate: {about}at most {_fmt_seconds(upper)} if every run used all its epochs "
-              f"(speed from {source}); runs that memorise or collapse stop early")
+        for line in estimate_lines(execute.estimate(plan, jobs=args.jobs, group=args.group, backend=args.backend,
+                                                    data_dir=args.data_dir)):
+            print(line)
     if args.dry_run:
         return 0
     bar = tqdm(total=len(plan.todo), unit="run", dynamic_ncols=True, disable=None if plan.todo else True)
@@ -296,6 +295,29 @@ def cmd_sweep(args) -> int:
         print(f"failed runs are described in {out / 'failed'}; rerun the same command to retry them")
         return 1
     return 0
+
+
+def estimate_lines(est) -> list[str]:
+    """The estimate as `rote sweep` prints it: the range (when the epochs are known), then the bound."""
+    how = f"epochs: {est.epochs_from}; speed: {est.speed_from}" + (f"; {est.note}" if est.note else "")
+    if est.low is None:
+        first = (f"estimate: unknown without finished runs or expect_epochs in the sweep file ({how}); "
+                 f"only the bound below")
+    else:
+        first = f"estimate: {_fmt_range(est.low, est.high)} ({how})"
+    return [first, f"upper bound: {_fmt_seconds(est.bound)} if every run used its whole epoch budget"]
+
+
+def _fmt_range(low: float, high: float) -> str:
+    """'14-22 minutes', '2.5-4.1 hours', in the unit of the high end (low, high in seconds)."""
+    if high < 120:
+        unit, div, fmt = "seconds", 1, "{:.0f}"
+    elif high < 2 * 3600:
+        unit, div, fmt = "minutes", 60, "{:.0f}"
+    else:
+        unit, div, fmt = "hours", 3600, "{:.1f}"
+    lo, hi = fmt.format(low / div), fmt.format(high / div)
+    return f"{hi} {unit}" if lo == hi else f"{lo}-{hi} {unit}"
 
 
 def condition_names(sweep) -> dict[str, str]:

@@ -122,7 +122,7 @@ def test_estimate_uses_finished_runs(tmp_path, mnist):
     execute.start_store(plan)
     execute.run_local(plan, 1)
     more = parse_sweep(TINY.replace("seeds: 2", "seeds: [7]"))
-    upper, typical, source = execute.estimate_seconds(execute.plan(more, store_dir))
-    assert source == "finished runs" and typical is not None
-    # these runs use every epoch (stop_at none), so the typical time is the bound
-    assert typical == pytest.approx(upper)
+    est = execute.estimate(execute.plan(more, store_dir))
+    assert est.epochs_from == "from 3 finished runs" and est.low is not None
+    # these runs use every epoch (stop_at none): the high end is the bound
+    assert est.low <= est.high == pytest.approx(est.bound)

@@ -15,9 +15,11 @@ import shutil
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
+
+import numpy as np
 
 from rote.atomic import write_atomic
 from rote.config import RunConfig, resolve_device
@@ -40,18 +42,20 @@ class Plan:
     store: Store
     todo: list[RunConfig]
     done: list[RunConfig]
+    # {dataset: (classes, training images, image shape, test images)}, as _shape gives them
+    shapes: dict = field(default_factory=dict)
 
 
-def _shape(dataset: str, data_dir) -> tuple[int, int, tuple]:
-    """(classes, training images, image shape) of a dataset: from the registry, without reading data,
+def _shape(dataset: str, data_dir) -> tuple[int, int, tuple, int]:
+    """(classes, training images, image shape, test images) of a dataset: from the registry, without reading data,
     so that a dry run works before the files are there; a user's npz file is read (it is small)."""
     from rote.data.registry import get_spec
 
     if dataset.startswith("npz:"):
         ds = _dataset(dataset, data_dir)
-        return ds.classes, len(ds.y_train), ds.image_shape
+        return ds.classes, len(ds.y_train), tuple(ds.image_shape), len(ds.y_test)
     spec = get_spec(dataset)
-    return spec.classes, spec.n_train, spec.image_shape
+    return spec.classes, spec.n_train, tuple(spec.image_shape), spec.n_test
 
 
 def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
@@ -61,18 +65,18 @@ def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
 
     shapes = {name: _shape(name, data_dir) for name in {c.dataset for c in sweep.configs}}
     for name, n_train in {(c.dataset, c.n_train) for c in sweep.configs}:
-        classes, n, _ = shapes[name]
+        classes, n = shapes[name][:2]
         if not (classes <= n_train <= n):
             raise ConfigError(f"n_train={n_train} is outside [{classes}, {n}] for {name}")
     for model, dataset in sorted({(c.model, c.dataset) for c in sweep.configs}):
-        classes, _, image_shape = shapes[dataset]
+        classes, _, image_shape, _ = shapes[dataset]
         check_model_name(model, in_shape=image_shape, classes=classes, shape_known=True)
     store = Store(sweep_dir)
     store.check_writable()
     done_keys = store.done_keys()
     runs = {c.key(): c for c in sweep.configs}  # a run listed twice runs once
     return Plan(sweep, store, [c for k, c in runs.items() if k not in done_keys],
-                [c for k, c in runs.items() if k in done_keys])
+                [c for k, c in runs.items() if k in done_keys], shapes)
 
 
 def _train_one(cfg: RunConfig, dest: Path, data_dir) -> dict:
@@ -246,6 +250,16 @@ def start_store(p: Plan) -> int:
     return p.store.clean_stale()
 
 
+def parallelism(p: Plan, jobs: Optional[int] = None, group: Optional[int] = None,
+                backend: str = "local") -> tuple[str, int, int]:
+    """(device type, jobs, group) as run_sweep will use them: jobs default to one per two cores on a CPU,
+    one on a GPU; group defaults to 32 on a local GPU, else 1."""
+    device = resolve_device(p.todo[0].device).type if p.todo else "cpu"
+    jobs = jobs or (max(1, (os.cpu_count() or 1) // 2) if device == "cpu" else 1)
+    group = group or (32 if device == "cuda" and backend == "local" else 1)
+    return device, jobs, group
+
+
 def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = None, backend: str = "local",
               address: Optional[str] = None, retries: int = 2, data_dir=None,
               on_result: Callable[[dict, dict], None] = lambda r, counts: None,
@@ -262,9 +276,7 @@ def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = Non
     if stale:
         log(f"discarded {stale} unfinished run(s) left by an interrupted sweep; they run again")
     counts = {"done": 0, "failed": 0, "running": 0, "interrupted": False}
-    device = resolve_device(p.todo[0].device).type if p.todo else "cpu"
-    jobs = jobs or (max(1, (os.cpu_count() or 1) // 2) if device == "cpu" else 1)
-    group = group or (32 if device == "cuda" and backend == "local" else 1)
+    device, jobs, group = parallelism(p, jobs, group, backend)
 
     def landed(r: dict, running: int) -> None:
         counts["failed" if r["status"] == "failed" else "done"] += 1
@@ -290,65 +302,204 @@ def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = Non
     return counts
 
 
-def estimate_seconds(p: Plan, data_dir=None) -> tuple[float, Optional[float], str]:
-    """(upper bound, typical or None, where the speed came from) for the time left.
+# -- the time estimate ----------------------------------------------------------------------------------------
 
-    The bound assumes every run uses all its epochs. The typical figure
-    uses the epochs that finished runs of the same model and training-set
-    size actually took (they stop once they memorise or collapse). Speeds
-    come from the images/s of finished runs of the same model when the store
-    has them, else from a short timing of a few training steps per model.
-    On a CPU, more processes share the same cores, so neither shrinks with
-    --jobs.
+# Groups larger than this are timed at this size and scaled linearly (a pessimistic guess on a GPU).
+CALIBRATE_MAX_GROUP = 8
+# One calibration: warm-up steps, then repeats of timed steps; a repeat's figure is its median step.
+CALIBRATE_WARMUP, CALIBRATE_REPEATS, CALIBRATE_STEPS = 3, 3, 6
+# A step slower than this (seconds) after the warm-up is timed once per repeat: no long timings.
+CALIBRATE_SLOW_STEP = 1.0
+# With only the sweep file's expect_epochs, the high end allows this many times the expected epochs.
+PRIOR_SPREAD = 1.5
+
+_speeds: dict[tuple, "Speed"] = {}  # per process: each (model, shape, batch, layout, optimiser, group) timed once
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Seconds per training step of a group of K models (K = 1 for one run) and per evaluated image."""
+    step: float  # the median repeat
+    step_slow: float  # the mean of the slowest two repeats
+    eval_image: float  # seconds to evaluate one image on every member, eval mode
+    steps_timed: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Wall-clock seconds for a plan's to-do list, as a range and a bound.
+
+    ``low``: the typical epochs (the median of finished runs like it) at the median
+    measured speed. ``high``: the upper quartile of those epochs at the slow speed
+    (the slowest two of three timing repeats). ``bound``: every run uses its whole
+    epoch budget, at the slow speed. low and high are None when the epochs are unknown.
     """
-    rates: dict[tuple, float] = {}
-    used: dict[tuple, list[float]] = {}  # fraction of the epoch budget that finished runs used
-    for r in p.store.records():
-        c, res = r["config"], r["result"]
-        if res.get("images_per_second"):
-            rates.setdefault((c["model"], c["batch_size"]), res["images_per_second"])
-        if res.get("epochs") and c.get("epochs"):
-            used.setdefault((c["model"], c["n_train"]), []).append(res["epochs"] / c["epochs"])
-    source = "finished runs"
-    for c in p.todo:
-        k = (c.model, c.batch_size)
-        if k not in rates:
-            rates[k] = _calibrate(c, data_dir)
-            source = "a short timing of each model"
-    upper, typical, known = 0.0, 0.0, True
-    for c in p.todo:
-        seconds = (c.n_train - c.n_val) * c.epochs / rates[(c.model, c.batch_size)]
-        upper += seconds
-        fractions = used.get((c.model, c.n_train))
-        if fractions:
-            typical += seconds * sum(fractions) / len(fractions)
-        else:
-            known = False
-    return upper, (typical if known else None), source
+    low: Optional[float]
+    high: Optional[float]
+    bound: float
+    epochs_from: str  # "from 12 finished runs", "expect_epochs: 40 in the sweep file", "unknown"
+    speed_from: str  # "timed 18 steps of each model"
+    note: str = ""  # how --jobs and groups were accounted for
 
 
-def _calibrate(cfg: RunConfig, data_dir=None) -> float:
-    """Images per second of a few training steps of this model on random data."""
+def _speed_key(cfg: RunConfig, in_shape: tuple, classes: int, k: int, device) -> tuple:
+    from rote.training.loop import memory_format
+
+    layout = memory_format(cfg, device, stacked=k > 1) if len(in_shape) == 3 else None
+    return (cfg.model, in_shape, classes, cfg.batch_size, str(layout), cfg.optimizer, cfg.loss, k, device.type)
+
+
+def calibrate(cfg: RunConfig, in_shape: tuple, classes: int, k: int = 1, eval_batch: Optional[int] = None) -> Speed:
+    """Time a group of k models (k <= CALIBRATE_MAX_GROUP) of this run's kind through the real training
+    step: built as train_many builds them (Members, the run's layout, optimiser and loss), on random data of
+    the real shape. Warm-up first, the device synchronised, repeats, medians. Cached per process."""
     import torch
-    import torch.nn.functional as F
 
     from rote.models import create_model
+    from rote.training.loop import EVAL_BATCH, Members, memory_format
 
     device = resolve_device(cfg.device)
-    spec = _dataset(cfg.dataset, data_dir)  # image_shape and classes, as a spec has them
-    model = create_model(cfg.model, in_shape=spec.image_shape, classes=spec.classes,
-                         generator=torch.Generator().manual_seed(0)).to(device)
-    opt = torch.optim.Adam(model.parameters())
-    x = torch.randn(cfg.batch_size, *spec.image_shape, device=device)
-    y = torch.randint(0, spec.classes, (cfg.batch_size,), device=device)
-    t = 0.0
-    for i in range(8):  # two steps to warm up, six timed
+    key = _speed_key(cfg, tuple(in_shape), classes, k, device)
+    if key in _speeds:
+        return _speeds[key]
+    layout = memory_format(cfg, device, stacked=k > 1) if len(in_shape) == 3 else torch.contiguous_format
+    models = [create_model(cfg.model, in_shape=tuple(in_shape), classes=classes, dropout=cfg.dropout, init=cfg.init,
+                           generator=torch.Generator().manual_seed(i)).to(device=device, memory_format=layout)
+              for i in range(k)]
+    members = Members(models, cfg)
+    del models
+    gen = torch.Generator().manual_seed(0)
+    bs = cfg.batch_size
+
+    def batch(n):  # (k, n, *in_shape), in the run's layout for one model, as train_many slices it
+        x = torch.randn(k, n, *in_shape, generator=gen).to(device)
+        if k == 1 and x.dim() == 5:
+            x = x[0].contiguous(memory_format=layout).unsqueeze(0)
+        return x
+
+    x, y = batch(bs), torch.randint(0, classes, (k, bs), generator=gen).to(device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def step() -> float:
+        sync()
         t0 = time.perf_counter()
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        loss.item()
-        if i >= 2:
-            t += time.perf_counter() - t0
-    return 6 * cfg.batch_size / t
+        members.step(members.losses(members.forward(x), y))
+        sync()
+        return time.perf_counter() - t0
+
+    members.train(True)
+    warm = [step() for _ in range(CALIBRATE_WARMUP)]
+    n_steps = 1 if warm[-1] > CALIBRATE_SLOW_STEP else CALIBRATE_STEPS
+    repeats = sorted(float(np.median([step() for _ in range(n_steps)])) for _ in range(CALIBRATE_REPEATS))
+
+    eb = eval_batch or min(EVAL_BATCH, 4 * bs)
+    xe = batch(eb)
+    members.train(False)
+    with torch.inference_mode():
+        times = []
+        for _ in range(2):  # the first is the warm-up
+            sync()
+            t0 = time.perf_counter()
+            members.forward(xe).argmax(-1)
+            sync()
+            times.append(time.perf_counter() - t0)
+    speed = Speed(step=repeats[len(repeats) // 2], step_slow=float(np.mean(repeats[-2:])),
+                  eval_image=times[-1] / eb, steps_timed=n_steps * CALIBRATE_REPEATS)
+    _speeds[key] = speed
+    return speed
+
+
+def _what(c) -> tuple:
+    """Runs whose epochs are pooled: the same model, training-set size and labels and inputs."""
+    get = c.get if isinstance(c, dict) else lambda f, d=None: getattr(c, f, d)
+    return get("model"), get("n_train"), get("labels"), get("inputs", "none")
+
+
+def finished_epochs(p: Plan) -> dict[tuple, list[int]]:
+    """{(model, n_train, labels, inputs): the epochs each finished run of that kind took}."""
+    used: dict[tuple, list[int]] = {}
+    for r in p.store.records():
+        if r["result"].get("epochs"):
+            used.setdefault(_what(r["config"]), []).append(int(r["result"]["epochs"]))
+    return used
+
+
+def estimate(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = None, backend: str = "local",
+             data_dir=None) -> Estimate:
+    """How long the plan's to-do list will take on this machine, as ``Estimate`` describes.
+
+    Time per run (or group of runs trained together) = epochs x (steps per epoch x seconds per step
+    + evaluated images x seconds per image), with the speeds from ``calibrate`` of that very group size
+    and the epochs from finished runs of the same kind (else the sweep file's expect_epochs, else unknown).
+    A group trains until its last member stops. Runs in parallel processes share the machine (its cores,
+    or its one GPU), so --jobs is taken to give no speed-up.
+    """
+    from rote.data.prepare import input_shape
+
+    device, jobs, group = parallelism(p, jobs, group, backend)
+    shapes = p.shapes or {d: _shape(d, data_dir) for d in {c.dataset for c in p.todo}}
+    used = finished_epochs(p)
+    prior = p.sweep.expect_epochs
+    n_from_runs = sum(len(used[k]) for k in {_what(c) for c in p.todo} if k in used)
+    by_prior = 0
+    low = high = bound = 0.0
+    known = True
+    steps_timed = 0
+    for g in group_runs(p.todo, group):
+        c0, k = g[0], len(g)
+        classes, _, image_shape, n_test = shapes[c0.dataset]
+        in_shape = input_shape(image_shape, c0.preprocess) if len(image_shape) == 3 else tuple(image_shape)
+        kt = min(k, CALIBRATE_MAX_GROUP)
+        sp = calibrate(c0, in_shape, classes, kt)
+        steps_timed = max(steps_timed, sp.steps_timed)
+        scale = k / kt  # a larger group is timed at kt members and scaled linearly
+        n_fit = c0.n_train - c0.n_val
+        steps = -(-n_fit // c0.batch_size)
+        # images evaluated per epoch: the validation part every epoch, the training part every eval_every
+        per_epoch_eval = c0.n_val + (n_fit / c0.eval_every if c0.eval_every else 0)
+        once = n_fit + n_test  # the training part and the test set at the end
+
+        def seconds(epochs: float, step: float, sp=sp, steps=steps, every=per_epoch_eval, once=once,
+                    scale=scale) -> float:
+            return scale * (epochs * (steps * step + every * sp.eval_image) + once * sp.eval_image)
+
+        budget = max(c.epochs for c in g)
+        bound += seconds(budget, sp.step_slow)
+        typical, upper = [], []
+        for c in g:
+            seen = used.get(_what(c))
+            if seen:
+                typical.append(min(c.epochs, float(np.median(seen))))
+                upper.append(min(c.epochs, float(np.percentile(seen, 75))))
+            elif prior:
+                by_prior += 1
+                typical.append(min(c.epochs, prior))
+                upper.append(min(c.epochs, PRIOR_SPREAD * prior))
+            else:
+                known = False
+        if known:
+            low += seconds(max(typical), sp.step)
+            high += seconds(max(upper), sp.step_slow)
+    if n_from_runs and by_prior:
+        epochs_from = f"from {_plural(n_from_runs, 'finished run')}, else expect_epochs: {prior} in the sweep file"
+    elif n_from_runs:
+        epochs_from = f"from {_plural(n_from_runs, 'finished run')}"
+    elif by_prior:
+        epochs_from = f"expect_epochs: {prior} in the sweep file"
+    else:
+        epochs_from = "unknown"
+    if not known:
+        epochs_from = "unknown" if not (n_from_runs or by_prior) else epochs_from + ", unknown for some runs"
+    what = "of each model" if group <= 1 else f"of each group (up to {min(group, CALIBRATE_MAX_GROUP)} models)"
+    note = f"{jobs} processes share this machine: no speed-up counted" if jobs > 1 else ""
+    if backend != "local":
+        note = "timed on this machine; a cluster's workers divide it"
+    return Estimate(low=low if known else None, high=high if known else None, bound=bound,
+                    epochs_from=epochs_from, speed_from=f"timed {steps_timed} steps {what} on {device}", note=note)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")

@@ -31,14 +31,14 @@ import math
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
 from rote.config import RunConfig
 from rote.errors import ConfigError
 
-TOP_KEYS = ("name", "description", "base", "cases", "grid", "seeds")
+TOP_KEYS = ("name", "description", "base", "cases", "grid", "seeds", "expect_epochs")
 MAX_RUNS = 100_000  # a sweep that expands to more is almost surely a typo (and would not finish)
 
 
@@ -52,6 +52,9 @@ class Sweep:
     seeds: list[int]
     configs: list[RunConfig]
     source: str  # the file's text
+    # the epochs a typical run is expected to take (a stated prior for the time estimate, used until the
+    # store has finished runs of the same kind); None: unknown
+    expect_epochs: Optional[int] = None
 
     def conditions(self) -> list[dict]:
         """The grid points, without seeds."""
@@ -157,9 +160,13 @@ def parse_sweep(text: str, where: str = "<sweep>") -> Sweep:
         raise err(seeds_node or grid_node or root, f"the sweep expands to {n_conditions * n_seeds:,} runs "
                   f"({n_conditions:,} conditions x {n_seeds:,} seeds); at most {MAX_RUNS:,} are allowed")
     seeds = list(range(seeds_raw)) if isinstance(seeds_raw, int) else list(seeds_raw)
+    expect = data.get("expect_epochs")
+    if "expect_epochs" in data and not (isinstance(expect, int) and not isinstance(expect, bool) and expect >= 1):
+        raise err(_find(root, "expect_epochs")[1], f"'expect_epochs' must be a positive whole number of epochs "
+                  f"(the prior for the time estimate), got {expect!r}")
 
     sweep = Sweep(name=name, description=str(data.get("description") or ""), base=base, cases=cases, grid=grid,
-                  seeds=seeds, configs=[], source=text)
+                  seeds=seeds, configs=[], source=text, expect_epochs=expect)
     configs = []
     for point in sweep.conditions():
         try:
