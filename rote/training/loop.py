@@ -152,7 +152,7 @@ class Stopper:
         self.dead_since = (self.dead_since or rec.epoch) if dead else None
         if dead and self.dead >= c.collapse_patience:
             self.outcome = "collapsed"
-            why = (f"{rec.dead_layer}: every unit dead on every training image" if rec.dead_share >= 1.0 else
+            why = (f"{rec.dead_layer} on every training image" if rec.dead_share >= 1.0 else
                    f"its logits do not depend on the input (largest spread {rec.logit_spread:.1e})")
             self.message = f"collapsed: {why} since epoch {self.dead_since}; try another --seed"
             return True
