@@ -95,6 +95,13 @@ def test_a_run_on_a_subset_writes_membership(mnist, tmp_path):
     assert np.array_equal(np.flatnonzero(m["in_subset"]), d.fit_index)
     # the final model in eval mode on its subset is the run's final training accuracy
     assert m["correct"][m["in_subset"]].mean() == pytest.approx(result["train_acc"])
+    # the per-example record of a run on a subset names the images it trained on
+    rec_dir, _ = run(RunConfig.from_dict({**TINY, "n_train": 100, "subset": 0.5, "epochs": 1,
+                                          "record_examples": True}), tmp_path / "examples", dataset=mnist,
+                     log=lambda s: None)
+    with np.load(rec_dir / "examples.npz") as z:
+        assert np.array_equal(z["index"], np.flatnonzero(read_membership(rec_dir)["in_subset"]))
+    assert (rec_dir / "scores.csv").is_file()
     # a run on the whole training part writes none
     plain, _ = run(RunConfig.from_dict({**TINY, "n_train": 100, "epochs": 1}), tmp_path / "plain", dataset=mnist,
                    log=lambda s: None)
