@@ -12,7 +12,7 @@ the run's seed (its "subset" stream).  Labels and inputs are corrupted before,
 on all N, so the subset never changes which labels are corrupted; with
 ``label_seed`` the labels come from that seed instead, and runs of several
 seeds (several subsets) share one label set, as Feldman & Zhang's estimate
-needs.  The held-out rows of the training part are kept (``x_out``) so the
+needs (input corruptions still follow ``seed``).  The held-out rows of the training part are kept (``x_out``) so the
 finished model can be asked about them.
 
 ``preprocess: zhang`` adds Zhang et al.'s preprocessing right after scaling,
