@@ -19,6 +19,11 @@ RUN_HELP = {
               "partial:P (each replaced by a uniform draw with probability P), flip:P (exactly P*N changed) "
               "(default: %(default)s)",
     "inputs": "input corruption: none, shuffled-pixels, random-pixels, gaussian (default: %(default)s)",
+    "label_seed": "draw the labels from this seed instead of --seed, so that runs of several seeds share one "
+                  "corrupted label set; none: --seed (default: %(default)s)",
+    "subset": "train on a random subset of this share of the training part, drawn from --seed, and write "
+              "membership.npz (the final model on every image of the part) for Feldman & Zhang's memorisation "
+              "scores; none: the whole part (default: %(default)s)",
     "preprocess": "none, or zhang: Zhang et al.'s centre crop to 28x28 and per-image whitening, train and test "
                   "(default: %(default)s)",
     "model": "model: seed-cnn, mlp:512x512, cnn:K (see `rote models`), or your own factory as "
@@ -156,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("studies", help="list the studies shipped with rote (run one with `rote sweep NAME`)")
 
-    for name, what in (("table", "print and write the summary table of a sweep (summary.csv, summary.md)"),
+    for name, what in (("table", "print and write the summary table of a sweep (summary.csv, summary.md; "
+                                 "memorization.csv for runs on a subset)"),
                        ("plot", "draw the figures of a sweep from its store, or redraw one run's (PNG and SVG)"),
                        ("report", "write one self-contained HTML report of a sweep")):
         c = sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ". Reads only the store.")

@@ -40,7 +40,7 @@ MEMORIZED_AT = 0.997
 
 
 # Settings added after stores of results existed, with the value that means "as before".
-KEY_NEUTRAL = {"preprocess": "none"}
+KEY_NEUTRAL = {"preprocess": "none", "subset": None, "label_seed": None}
 
 
 def fit_threshold(stop_at: Optional[float]) -> float:
@@ -54,8 +54,12 @@ class RunConfig:
     dataset: str = "mnist"
     n_train: int = 3000  # the first N training images (train + validation part)
     labels: str = "permute"  # see LABEL_CORRUPTIONS
+    label_seed: Optional[int] = None  # draw the labels from this seed instead of `seed` (fixed labels across seeds)
     inputs: str = "none"  # see INPUT_CORRUPTIONS
     preprocess: str = "none"  # see PREPROCESSES; applied to training and test images alike
+    # train on a random subset of the training part, round(subset * n_fit) images drawn from `seed`;
+    # the final model is then asked about every image of the part (membership.npz, Feldman & Zhang 2020)
+    subset: Optional[float] = None
     # by what
     model: str = "seed-cnn"
     init: str = "keras"  # Glorot-uniform kernels, zero biases (Keras 1 defaults)
@@ -125,6 +129,8 @@ class RunConfig:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.label_seed is not None and self.label_seed < 0:
+            raise ConfigError(f"label_seed must be >= 0 or none, got {self.label_seed}")
         if not (0.0 <= self.dropout < 1.0):
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.stop_at is not None and not (0.0 < self.stop_at <= 1.0):
@@ -146,6 +152,13 @@ class RunConfig:
         n_val = self.n_val
         if self.n_train - n_val < 1:
             raise ConfigError(f"n_train={self.n_train} with val_split={self.val_split} leaves no training images")
+        if self.subset is not None:
+            n_fit = self.n_train - n_val
+            if not (0.0 < self.subset < 1.0):
+                raise ConfigError(f"subset must be in (0, 1) or none, got {self.subset}")
+            if not (1 <= self.n_subset < n_fit):
+                raise ConfigError(f"subset={self.subset} of {n_fit} training images keeps {self.n_subset}; "
+                                  f"it must keep at least one and hold at least one out")
 
     # -- derived ------------------------------------------------------------
 
@@ -153,6 +166,11 @@ class RunConfig:
     def n_val(self) -> int:
         # Keras: split_at = int(len(x) * (1 - validation_split)); validation is x[split_at:]
         return self.n_train - int(self.n_train * (1.0 - self.val_split))
+
+    @property
+    def n_subset(self) -> Optional[int]:
+        """How many images of the training part a run on a subset trains on; None without one."""
+        return None if self.subset is None else round(self.subset * (self.n_train - self.n_val))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -178,9 +196,11 @@ def seeds_for(seed: int) -> dict[str, int]:
     """Independent streams for each random choice of a run, all from one seed.
 
     Changing how one part draws (say, the label corruption) never shifts
-    another (the initialisation or the data order).
+    another (the initialisation or the data order). SeedSequence.spawn's
+    children are positional (child i's spawn key is (i,)), so a new stream
+    goes at the END of the names and the others keep their values.
     """
-    names = ("labels", "inputs", "init", "order", "augment", "chance")
+    names = ("labels", "inputs", "init", "order", "augment", "chance", "subset")
     children = np.random.SeedSequence(seed).spawn(len(names))
     return {n: int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for n, c in zip(names, children)}
 

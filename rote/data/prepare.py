@@ -6,6 +6,15 @@ draw their labels (for 'permute', from a permutation of the whole label
 array); hold out the LAST val_split of those N, before any shuffling (Keras's
 validation_split); keep all the test images with their true labels.
 
+``subset`` then trains on a random part of the training part (the first N
+minus the validation part): round(subset * n_fit) of its images, drawn from
+the run's seed (its "subset" stream).  Labels and inputs are corrupted before,
+on all N, so the subset never changes which labels are corrupted; with
+``label_seed`` the labels come from that seed instead, and runs of several
+seeds (several subsets) share one label set, as Feldman & Zhang's estimate
+needs (input corruptions still follow ``seed``).  The held-out rows of the training part are kept (``x_out``) so the
+finished model can be asked about them.
+
 ``preprocess: zhang`` adds Zhang et al.'s preprocessing right after scaling,
 to training and test images alike: a centre crop to 28x28 and per-image
 whitening.  Input corruptions come after it, so they act on exactly the
@@ -40,10 +49,29 @@ class Prepared:
     true_labels: np.ndarray  # (N,) the dataset's labels for the same images
     changed: np.ndarray  # (N,) bool, labels[i] != true_labels[i]
     classes: int
+    # the dataset index of each x_fit row: 0..n_fit-1, or, with a subset, the images drawn (ascending)
+    fit_index: np.ndarray  # (n_fit,) int64
+    # the images of the training part that a subset left out (empty without one), with their labels
+    x_out: np.ndarray  # (n_out, C, H, W)
+    y_out: np.ndarray  # (n_out,) int64
+    out_index: np.ndarray  # (n_out,) int64, ascending
 
     @property
     def changed_fraction(self) -> float:
         return float(self.changed.mean()) if len(self.changed) else 0.0
+
+    @property
+    def n_part(self) -> int:
+        """Images in the training part: the first N less the validation part, subset or not."""
+        return len(self.fit_index) + len(self.out_index)
+
+    def x_part(self) -> np.ndarray:
+        """(n_part, C, H, W): every image of the training part, in dataset order (subset or not)."""
+        if not len(self.out_index):
+            return self.x_fit
+        x = np.empty((self.n_part, *self.x_fit.shape[1:]), dtype=self.x_fit.dtype)
+        x[self.fit_index], x[self.out_index] = self.x_fit, self.x_out
+        return x
 
 
 def scale(images: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
@@ -113,16 +141,31 @@ def prepare(dataset, cfg) -> Prepared:
         raise ConfigError(f"n_train={cfg.n_train} is smaller than the number of classes ({dataset.classes})")
     s = seeds_for(cfg.seed)
     n = cfg.n_train
-    labels, changed = corrupt_labels(dataset.y_train, n, cfg.labels, np.random.default_rng(s["labels"]),
+    label_stream = s["labels"] if cfg.label_seed is None else seeds_for(cfg.label_seed)["labels"]
+    labels, changed = corrupt_labels(dataset.y_train, n, cfg.labels, np.random.default_rng(label_stream),
                                      dataset.classes)
     x = preprocess_images(scale(dataset.x_train[:n], dataset.image_shape), cfg.preprocess)
     x_test = preprocess_images(scale(dataset.x_test, dataset.image_shape), cfg.preprocess)
     x, x_test = corrupt_inputs(x, x_test, cfg.inputs, np.random.default_rng(s["inputs"]))
     split = n - cfg.n_val
+    fit_index, out_index = subset_split(split, cfg.n_subset, s["subset"])
+    fit = slice(0, split) if cfg.subset is None else fit_index  # a slice copies nothing
     return Prepared(
-        x_fit=np.ascontiguousarray(x[:split]), y_fit=labels[:split],
+        x_fit=np.ascontiguousarray(x[fit]), y_fit=labels[fit],
         x_val=np.ascontiguousarray(x[split:]), y_val=labels[split:],
         x_test=np.ascontiguousarray(x_test), y_test=np.asarray(dataset.y_test, dtype=np.int64),
         labels=labels, true_labels=np.asarray(dataset.y_train[:n], dtype=np.int64), changed=changed,
-        classes=dataset.classes,
+        classes=dataset.classes, fit_index=fit_index,
+        x_out=np.ascontiguousarray(x[out_index]), y_out=labels[out_index], out_index=out_index,
     )
+
+
+def subset_split(n_part: int, size, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit_index, out_index) of a training part of n_part images: `size` of them drawn without
+    replacement from default_rng(seed) and the rest, both ascending; all of them and none without a size."""
+    every = np.arange(n_part, dtype=np.int64)
+    if size is None:
+        return every, every[:0]
+    chosen = np.zeros(n_part, dtype=bool)
+    chosen[np.random.default_rng(seed).choice(n_part, size=size, replace=False)] = True
+    return every[chosen], every[~chosen]

@@ -10,6 +10,10 @@
       examples.npz  every training example at every presentation (rote.analysis.examples)
       scores.csv    one row per training example: the memorisation scores (rote.analysis.scores)
       detection.csv how well each score finds the changed labels (rote.analysis.detection)
+      membership.npz a run on a subset (setting `subset`): one row per image of the training part, in
+                    dataset order: index, in_subset (trained on), correct (the final model, eval mode, gets
+                    its given label), label, true_label, changed; Feldman & Zhang's memorisation scores
+                    come from these files of K runs (rote.reporting.results.memorization_rows)
       result.json   RESULT_SCHEMA: the final numbers, the outcome and the chance analysis
 
 A store's index.csv has one row per record: key, every setting, INDEX_RESULT_FIELDS and the chance band.
@@ -45,6 +49,8 @@ if TYPE_CHECKING:
 
 CONFIG, LABELS, HISTORY, RESULT = "config.json", "labels.npy", "history.csv", "result.json"
 EXAMPLES, SCORES_CSV, DETECTION_CSV = "examples.npz", "scores.csv", "detection.csv"
+MEMBERSHIP = "membership.npz"
+MEMBERSHIP_ARRAYS = ("index", "in_subset", "correct", "label", "true_label", "changed")
 RESULT_SCHEMA = "rote.result/1"
 # result.json's scalars in index.csv; `epochs_run` is the result's `epochs`, beside the setting `epochs` (the budget)
 INDEX_RESULT_FIELDS = (
@@ -152,7 +158,8 @@ def result_dict(cfg: RunConfig, data: Prepared, res: TrainResult) -> dict:
         "chance": {k: chance[k] for k in ("uniform", "histogram", "band", "band_method")},
         "verdict": chance["verdict"], "seconds_per_epoch": res.seconds_per_epoch,
         "images_per_second": res.images_per_second, "train_seconds": res.train_seconds,
-        "n_fit": len(data.y_fit), "n_val": len(data.y_val), "labels_changed": int(data.changed.sum()),
+        "n_fit": len(data.y_fit), "n_val": len(data.y_val), "n_out": len(data.out_index),
+        "labels_changed": int(data.changed.sum()),
         "labels_changed_fraction": data.changed_fraction, "parameters": res.parameters,
     }
 
@@ -167,7 +174,7 @@ def open_record(cfg: RunConfig, data: Prepared, run_dir: Path, env: dict) -> His
     labels = np.zeros(len(data.labels), dtype=[("label", "i8"), ("true_label", "i8"), ("changed", "?"),
                                                ("validation", "?")])
     labels["label"], labels["true_label"], labels["changed"] = data.labels, data.true_labels, data.changed
-    labels["validation"][len(data.y_fit):] = True
+    labels["validation"][data.n_part:] = True
     buf = io.BytesIO()
     np.save(buf, labels, allow_pickle=False)
     write_atomic(run_dir / LABELS, buf.getvalue())
@@ -181,13 +188,43 @@ def write_examples(data: "Prepared", examples: dict, run_dir: Path) -> None:
     from rote.analysis.examples import save_examples
     from rote.analysis.scores import example_scores, write_scores_csv
 
-    n_fit = len(data.y_fit)
-    rec = save_examples(Path(run_dir) / EXAMPLES, **examples, index=np.arange(n_fit), label=data.y_fit,
-                        true_label=data.true_labels[:n_fit], changed=data.changed[:n_fit])
+    rec = save_examples(Path(run_dir) / EXAMPLES, **examples, index=data.fit_index, label=data.y_fit,
+                        true_label=data.true_labels[data.fit_index], changed=data.changed[data.fit_index])
     if rec.epochs:
         scores = example_scores(rec)
         write_scores_csv(Path(run_dir) / SCORES_CSV, rec, scores)
         write_detection_csv(Path(run_dir) / DETECTION_CSV, detection_table(scores, rec.changed))
+
+
+def membership_arrays(data: "Prepared", fit_pred: np.ndarray, out_pred: np.ndarray) -> dict[str, np.ndarray]:
+    """membership.npz's arrays (MEMBERSHIP_ARRAYS), one row per image of the training part in dataset
+    order, from the final model's predictions on the fit rows and on the held-out rows."""
+    n = data.n_part
+    in_subset, pred = np.zeros(n, dtype=bool), np.empty(n, dtype=np.int64)
+    in_subset[data.fit_index] = True
+    pred[data.fit_index], pred[data.out_index] = fit_pred, out_pred
+    label = np.asarray(data.labels[:n], dtype=np.int64)
+    return {"index": np.arange(n, dtype=np.int64), "in_subset": in_subset, "correct": pred == label,
+            "label": label, "true_label": np.asarray(data.true_labels[:n], dtype=np.int64),
+            "changed": np.asarray(data.changed[:n], dtype=bool)}
+
+
+def write_membership(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: arrays[k] for k in MEMBERSHIP_ARRAYS})
+    write_atomic(Path(path), buf.getvalue())
+
+
+def read_membership(run_dir: Path) -> Optional[dict[str, np.ndarray]]:
+    """A run's membership.npz as {name: array}; None for a run without one (not on a subset)."""
+    path = Path(run_dir) / MEMBERSHIP
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        missing = [k for k in MEMBERSHIP_ARRAYS if k not in z.files]
+        if missing:
+            raise ValueError(f"{path}: missing arrays {missing}")
+        return {k: z[k] for k in MEMBERSHIP_ARRAYS}
 
 
 def close_record(cfg: RunConfig, data: Prepared, res: TrainResult, run_dir: Path) -> dict:
@@ -195,6 +232,8 @@ def close_record(cfg: RunConfig, data: Prepared, res: TrainResult, run_dir: Path
     complete); returns the result."""
     if res.examples is not None:
         write_examples(data, res.examples, run_dir)
+    if res.fit_pred is not None:
+        write_membership(Path(run_dir) / MEMBERSHIP, membership_arrays(data, res.fit_pred, res.out_pred))
     result = result_dict(cfg, data, res)
     write_json(Path(run_dir) / RESULT, result)
     return result

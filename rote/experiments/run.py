@@ -81,7 +81,8 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[st
     log(f"rote {env['rote']}  torch {env['torch']}  python {env['python']}  device {env['device']}"
         f" ({env['threads']} threads)")
     log("settings:\n" + cfg.describe())
-    log(f"data: {dataset.name} from {getattr(dataset, 'source', '?')}; training on {len(data.y_fit)} images, "
+    part = f" (a random subset of the first {data.n_part}; membership.npz at the end)" if len(data.out_index) else ""
+    log(f"data: {dataset.name} from {getattr(dataset, 'source', '?')}; training on {len(data.y_fit)} images{part}, "
         f"validating on the last {len(data.y_val)}, testing on {len(data.y_test)} with their true labels")
     log(f"labels: '{cfg.labels}' changed {int(data.changed.sum())} of {len(data.changed)} "
         f"({data.changed_fraction:.1%}); inputs: '{cfg.inputs}'")

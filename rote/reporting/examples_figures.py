@@ -71,7 +71,7 @@ def _trained_images(config_json: str) -> np.ndarray:
     from rote.data.prepare import prepare
 
     cfg = RunConfig.from_dict(json.loads(config_json))
-    x = prepare(_dataset(cfg.dataset), cfg).x_fit  # (N, C, H, W) in [-0.5, 0.5]
+    x = prepare(_dataset(cfg.dataset), cfg).x_part()  # (n_part, C, H, W) in [-0.5, 0.5], by dataset index
     x = np.clip(x + 0.5, 0.0, 1.0)
     return x[:, 0] if x.shape[1] == 1 else np.transpose(x, (0, 2, 3, 1))
 

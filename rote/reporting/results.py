@@ -32,7 +32,7 @@ import numpy as np
 
 from rote.config import RunConfig
 from rote.errors import ConfigError
-from rote.experiments.record import fit_epoch, read_history  # noqa: F401  (reporting reads runs through these)
+from rote.experiments.record import fit_epoch, read_history, read_membership  # noqa: F401  (reporting reads runs through these)
 from rote.experiments.store import Store
 from rote.experiments.sweep import load_sweep
 
@@ -425,6 +425,73 @@ def detection_rows(data: SweepData) -> list[dict]:
             row["chance_precision"] = statistics.fmean(d["k"] / d["n"] for d in ds if d["n"])
             rows.append(row)
     return rows
+
+
+# -- Feldman & Zhang's memorisation across the runs of a condition ---------------------
+
+MEMORIZATION_COLUMNS = ("condition", "index", "label", "true_label", "changed", "mem", "se", "n_in", "n_out")
+
+
+@dataclass
+class MemorizationSummary:
+    condition: str
+    n_models: int  # runs with a membership.npz behind the estimates
+    n_examples: int
+    mem_changed: Optional[float]  # mean mem over the examples whose label was changed (finite estimates only)
+    n_changed: int  # ... how many examples with a finite estimate that mean is over
+    mem_kept: Optional[float]  # the same for the examples whose label was kept
+    n_kept: int
+    n_in: tuple  # (fewest, most) models that held an example in
+    n_out: tuple  # (fewest, most) models that held an example out
+    note: str = ""  # why a condition has no estimates (its runs do not share labels or images)
+
+
+def memorization_rows(data: SweepData) -> tuple[list[dict], list[MemorizationSummary]]:
+    """Feldman & Zhang's (2020) memorisation score of every training example, per condition whose runs
+    wrote membership.npz (runs on a subset): rows with MEMORIZATION_COLUMNS, and a summary per condition.
+
+    The K runs of a condition differ only in seed, so in their subsets, initialisation and order;
+    mem_i is the share of the runs that trained on i that get its given label right, less the share of
+    those that did not (rote.analysis.memorization.memorization, with its binomial standard error se).
+    The estimate needs one label set across the K runs (setting label_seed): a condition whose runs
+    disagree on a label, or on the images of the training part, gets a note instead of rows.
+    """
+    from rote.analysis.memorization import memorization
+
+    rows, summaries = [], []
+    for c in data.conditions:
+        ms = [m for m in (read_membership(r["dir"]) for r in c.runs) if m is not None]
+        if not ms:
+            continue
+        first = ms[0]
+        if any(m["index"].shape != first["index"].shape or (m["index"] != first["index"]).any() for m in ms):
+            summaries.append(MemorizationSummary(c.label, len(ms), 0, None, 0, None, 0, (0, 0), (0, 0),
+                                                 "its runs hold different training parts (n_train, val_split)"))
+            continue
+        if any((m["label"] != first["label"]).any() for m in ms):
+            summaries.append(MemorizationSummary(c.label, len(ms), 0, None, 0, None, 0, (0, 0), (0, 0),
+                                                 "its runs do not share their labels; fix them with label_seed"))
+            continue
+        masks = np.stack([m["in_subset"] for m in ms])  # (K, N)
+        correct = np.stack([m["correct"] for m in ms])  # (K, N)
+        mem, se = memorization(masks, correct)
+        n_in = masks.sum(axis=0)
+        n_out = len(ms) - n_in
+        for i in range(len(mem)):
+            rows.append({"condition": c.label, "index": int(first["index"][i]), "label": int(first["label"][i]),
+                         "true_label": int(first["true_label"][i]), "changed": bool(first["changed"][i]),
+                         "mem": float(mem[i]), "se": float(se[i]), "n_in": int(n_in[i]), "n_out": int(n_out[i])})
+        finite = np.isfinite(mem)
+        ch = first["changed"].astype(bool)
+
+        def mean(sel):
+            return (float(mem[sel].mean()) if sel.any() else None), int(sel.sum())
+
+        (m_ch, k_ch), (m_kept, k_kept) = mean(finite & ch), mean(finite & ~ch)
+        summaries.append(MemorizationSummary(c.label, len(ms), len(mem), m_ch, k_ch, m_kept, k_kept,
+                                             (int(n_in.min()), int(n_in.max())),
+                                             (int(n_out.min()), int(n_out.max()))))
+    return rows, summaries
 
 
 def representative_runs(data: SweepData, seed: int = 0) -> list[tuple[Condition, dict]]:

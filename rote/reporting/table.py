@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 from rote.atomic import write_atomic
-from rote.reporting.results import detection_rows, load, summary_rows
+from rote.reporting.results import MEMORIZATION_COLUMNS, detection_rows, load, memorization_rows, summary_rows
 
 
 def _pct(m, s) -> str:
@@ -132,7 +132,30 @@ def write_table(store, out_dir=None) -> tuple[str, list[Path]]:
         write_atomic(more[1], format_detection_markdown(det, f"sweep '{data.name}': finding the changed labels")
                      .encode())
         paths += more
+    mem_rows, mem_summaries = memorization_rows(data)
+    if mem_summaries:
+        text += "\n" + format_memorization(mem_summaries)
+    if mem_rows:
+        paths.append(out_dir / "memorization.csv")
+        write_atomic(paths[-1], format_csv([{k: r[k] for k in MEMORIZATION_COLUMNS} for r in mem_rows]).encode())
     return text, paths
+
+
+def format_memorization(summaries) -> str:
+    """The memorisation section of the printed table: per condition, mean mem of changed and kept labels."""
+    def mean(m, k):
+        return "-" if m is None else f"{m:.3f} over {k:,}"
+
+    out = ["memorisation (Feldman & Zhang 2020: share correct when trained on an example less when not; "
+           "rows in memorization.csv):"]
+    for s in summaries:
+        if s.note:
+            out.append(f"  {s.condition}: no estimates from {s.n_models} runs: {s.note}")
+            continue
+        out.append(f"  {s.condition}: mean mem {mean(s.mem_changed, s.n_changed)} changed labels, "
+                   f"{mean(s.mem_kept, s.n_kept)} kept; from {s.n_models} models, each example held in by "
+                   f"{s.n_in[0]}-{s.n_in[1]} and out by {s.n_out[0]}-{s.n_out[1]}")
+    return "\n".join(out) + "\n"
 
 
 DETECTION_NOTE = ("Each score ranks the training examples, most suspicious first (rote.analysis.detection); "

@@ -49,7 +49,7 @@ DIVERGED_LOSS = 1e4
 # every k-th epoch (and the last): 2e7 cells are about 180 MB in memory, much less compressed.
 EXAMPLE_CELLS = 20_000_000
 # settings that must agree for runs to share one stacked model and one optimiser
-SHARED_FIELDS = ("dataset", "preprocess", "n_train", "model", "optimizer", "loss", "lr", "momentum",
+SHARED_FIELDS = ("dataset", "preprocess", "n_train", "subset", "model", "optimizer", "loss", "lr", "momentum",
                  "weight_decay", "schedule", "step_every", "step_gamma", "batch_size", "val_split", "dropout",
                  "augment_shift", "device", "channels_last")
 
@@ -104,6 +104,10 @@ class TrainResult:
     parameters: int
     message: str = ""
     examples: Optional[dict] = None  # the per-example record (see rote.analysis.examples), when kept
+    # a run on a subset: the final model's predictions (eval mode) on its fit rows and on the rows of the
+    # training part it left out (Prepared.x_out), for Feldman & Zhang's memorisation scores
+    fit_pred: Optional[np.ndarray] = None  # (n_fit,)
+    out_pred: Optional[np.ndarray] = None  # (n_out,)
 
 
 class Stopper:
@@ -489,7 +493,9 @@ def train_many(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.de
 
     x_fit, y_fit, x_val, y_val = put("x_fit"), put("y_fit"), put("x_val"), put("y_val")
     x_test, y_test = put("x_test"), put("y_test")
-    changed = torch.stack([torch.from_numpy(d.changed[: len(d.y_fit)]) for d in datas]).to(device)  # (R, n_fit)
+    held_out = len(datas[0].out_index) > 0  # runs on a subset (all members alike: they share `subset`)
+    x_out, y_out = (put("x_out"), put("y_out")) if held_out else (None, None)
+    changed = torch.stack([torch.from_numpy(d.changed[d.fit_index]) for d in datas]).to(device)  # (R, n_fit)
     n_fit, bs = x_fit.shape[1], cfg0.batch_size
     background = float(datas[0].x_fit.min()) if n_fit else 0.0
     stoppers = [Stopper(c, label_entropy(d.y_fit, d.classes)) for c, d in zip(cfgs, datas)]
@@ -604,6 +610,9 @@ def train_many(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.de
                 parameters=n_params)
             if recorder:
                 results[j].examples = recorder.arrays(j)
+            if held_out:
+                results[j].fit_pred = evaluate(x_fit, y_fit, [r])[2][0].cpu().numpy()
+                results[j].out_pred = evaluate(x_out, y_out, [r])[2][0].cpu().numpy()
         if leaving:
             live = [j for r, j in enumerate(live) if r not in leaving]
             if not live:
