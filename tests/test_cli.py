@@ -74,7 +74,9 @@ def test_run_writes_a_complete_record(tmp_path, mnist):
     assert p.returncode == 0, p.stderr
     assert "chance" in p.stdout and str(out) in p.stdout
     files = sorted(f.name for f in out.iterdir())
-    assert files == ["config.json", "curves.png", "curves.svg", "history.csv", "labels.npy", "result.json"]
+    assert files == ["config.json", "curves.png", "curves.svg", "detection.csv", "examples.npz", "examples.png",
+                     "examples.svg", "examples_grid.png", "examples_grid.svg", "history.csv", "labels.npy",
+                     "result.json", "scores.csv"]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["config"]["n_train"] == 200 and cfg["config"]["seed"] == 2
     assert {"rote", "torch", "python", "device", "git_commit", "command"} <= set(cfg["environment"])

@@ -630,7 +630,7 @@ def _resolve(
         f"download {spec.by_hand} into a directory DIR "
         f"and pass --data-dir DIR or set ROTE_DATA_DIR=DIR"
     )
-    if spec.system_package and shutil.which("apt-get"):
+    if getattr(spec, "system_package", None) and shutil.which("apt-get"):
         # the exact command, where the Debian package can be installed; rote then copies it from system_dir
         by_hand = f"run `apt-get install -y {spec.system_package}` (as root) and retry, or {by_hand}"
     if allow_download:
