@@ -28,6 +28,7 @@ import contextlib
 import gzip
 import hashlib
 import http.client
+import io
 import os
 import shutil
 import subprocess
@@ -367,6 +368,26 @@ class CacheSource(Source):
         return self.directory
 
 
+def http_get(url: str, out, limit: int, timeout: float) -> None:
+    """Stream url into the file object out; a DataError (one line) for any failure or more than limit bytes."""
+    request = urllib.request.Request(url, headers={"User-Agent": "rote"})
+    size = 0
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                size += len(chunk)
+                if size > limit:
+                    raise DataError(f"response larger than {limit} bytes")
+                out.write(chunk)
+    except urllib.error.HTTPError as exc:
+        raise DataError(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise DataError(str(exc.reason)) from None
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        # Timeouts, resets and malformed responses all land here.
+        raise DataError(str(exc) or type(exc).__name__) from None
+
+
 class MirrorSource(Source):
     """Download the four .gz files from one HTTPS base URL."""
 
@@ -392,20 +413,9 @@ class MirrorSource(Source):
         return dest_dir
 
     def _download(self, url: str, limit: int) -> bytes:
-        request = urllib.request.Request(url, headers={"User-Agent": "rote"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                data = response.read(limit + 1)
-        except urllib.error.HTTPError as exc:
-            raise DataError(f"HTTP {exc.code} {exc.reason}") from None
-        except urllib.error.URLError as exc:
-            raise DataError(str(exc.reason)) from None
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            # Timeouts, resets and malformed responses all land here.
-            raise DataError(str(exc) or type(exc).__name__) from None
-        if len(data) > limit:
-            raise DataError(f"response larger than {limit} bytes")
-        return data
+        buf = io.BytesIO()
+        http_get(url, buf, limit, self.timeout)
+        return buf.getvalue()
 
 
 class ArchiveSource(Source):
@@ -440,21 +450,8 @@ class ArchiveSource(Source):
         return dest_dir
 
     def _download(self, path: Path) -> None:
-        request = urllib.request.Request(self.url, headers={"User-Agent": "rote"})
-        size = 0
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response, open(path, "wb") as out:
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    size += len(chunk)
-                    if size > cifar.MAX_ARCHIVE_BYTES:
-                        raise DataError(f"response larger than {cifar.MAX_ARCHIVE_BYTES} bytes")
-                    out.write(chunk)
-        except urllib.error.HTTPError as exc:
-            raise DataError(f"HTTP {exc.code} {exc.reason}") from None
-        except urllib.error.URLError as exc:
-            raise DataError(str(exc.reason)) from None
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            raise DataError(str(exc) or type(exc).__name__) from None
+        with open(path, "wb") as out:
+            http_get(self.url, out, cifar.MAX_ARCHIVE_BYTES, self.timeout)
 
 
 class NpmSource(Source):

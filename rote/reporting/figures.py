@@ -659,14 +659,20 @@ def _rep_title(c, r) -> str:
     return f"{c.label}\n(seed {r['config']['seed']})"
 
 
-@figure("first_learned", "When examples are learned: kept vs changed labels")
-def first_learned(data: SweepData):
+def _per_run_panels(data: SweepData, draw):
+    """One panel per condition, drawn by draw(ex, ax, record) for its representative run (seed 0)."""
     ex, reps = _reps(data)
     fig, axes = _panels(len(reps))
     for ax, (c, r) in zip(axes, reps):
-        epochs = int(r["result"].get("epochs") or r["config"]["epochs"])
-        ex.draw_first_learned(ax, ex.read_scores(r["dir"]), epochs)
+        draw(ex, ax, r)
         ax.set_title(_rep_title(c, r), fontsize=9)
+    return fig
+
+
+@figure("first_learned", "When examples are learned: kept vs changed labels")
+def first_learned(data: SweepData):
+    fig = _per_run_panels(data, lambda ex, ax, r: ex.draw_first_learned(
+        ax, ex.read_scores(r["dir"]), int(r["result"].get("epochs") or r["config"]["epochs"])))
     caption = ("For one run per condition (seed 0): the share of training examples first predicted right by each "
                "epoch, for kept and for changed labels; examples never learned are left out of the curve (their "
                "share is in the legend). Arpit et al. 2017: networks fit the clean examples first.")
@@ -675,11 +681,7 @@ def first_learned(data: SweepData):
 
 @figure("data_map", "Data maps")
 def data_map(data: SweepData):
-    ex, reps = _reps(data)
-    fig, axes = _panels(len(reps))
-    for ax, (c, r) in zip(axes, reps):
-        ex.draw_data_map(ax, ex.read_scores(r["dir"]))
-        ax.set_title(_rep_title(c, r), fontsize=9)
+    fig = _per_run_panels(data, lambda ex, ax, r: ex.draw_data_map(ax, ex.read_scores(r["dir"])))
     caption = ("For one run per condition (seed 0): each training example's confidence (mean probability of its "
                "given label over the epochs) against its variability (the std of that probability), red where "
                "rote changed the label (Swayamdipta et al. 2020, dataset cartography).")
