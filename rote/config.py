@@ -21,9 +21,8 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Optional
 
-import numpy as np
-
 from rote.errors import ConfigError, RoteError
+from rote.seeds import seeds_for  # noqa: F401  (kept here: rote.config.seeds_for is public)
 
 LABEL_CORRUPTIONS = ("permute", "random", "partial:P", "flip:P", "true")
 INPUT_CORRUPTIONS = ("none", "shuffled-pixels", "random-pixels", "gaussian")
@@ -190,19 +189,6 @@ class RunConfig:
         """The settings as aligned 'name = value' lines, printed before a run starts."""
         width = max(len(f.name) for f in fields(self))
         return "\n".join(f"  {f.name:<{width}} = {getattr(self, f.name)!r}" for f in fields(self))
-
-
-def seeds_for(seed: int) -> dict[str, int]:
-    """Independent streams for each random choice of a run, all from one seed.
-
-    Changing how one part draws (say, the label corruption) never shifts
-    another (the initialisation or the data order). SeedSequence.spawn's
-    children are positional (child i's spawn key is (i,)), so a new stream
-    goes at the END of the names and the others keep their values.
-    """
-    names = ("labels", "inputs", "init", "order", "augment", "chance", "subset")
-    children = np.random.SeedSequence(seed).spawn(len(names))
-    return {n: int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for n, c in zip(names, children)}
 
 
 def resolve_device(name: str):

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rote.config import seeds_for
 from rote.data.corruption import corrupt_inputs, corrupt_labels
 from rote.data.registry import channels_first
 from rote.errors import ConfigError
+from rote.seeds import seeds_for
 
 
 @dataclass(frozen=True)

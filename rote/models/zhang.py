@@ -28,8 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rote.models import register_model
-from rote.models.zoo import _no_arg
+from rote.models.registry import no_arg, register_model
 
 
 class CenteredBatchNorm(nn.Module):
@@ -111,7 +110,7 @@ def _inception_small(in_shape, classes: int, dropout: float, bn: bool) -> nn.Seq
                 "on 28x28x3); sgd lr 0.1")
 def inception_small(arg, *, in_shape, classes, dropout):
     """Zhang et al.'s small Inception (appendix A, Figure 3), batch norm after every convolution."""
-    _no_arg("inception-small", arg)
+    no_arg("inception-small", arg)
     return _inception_small(in_shape, classes, dropout, bn=True)
 
 
@@ -119,7 +118,7 @@ def inception_small(arg, *, in_shape, classes, dropout):
                 "(1,649,402 parameters on 28x28x3)")
 def inception_small_nobn(arg, *, in_shape, classes, dropout):
     """Zhang et al.'s small Inception without batch norm: each convolution has its bias back."""
-    _no_arg("inception-small-nobn", arg)
+    no_arg("inception-small-nobn", arg)
     return _inception_small(in_shape, classes, dropout, bn=False)
 
 
@@ -138,7 +137,7 @@ def alexnet_small(arg, *, in_shape, classes, dropout):
     PyTorch's LocalResponseNorm(size=9, alpha=0.001, beta=0.75, k=1). The tutorial puts its second
     normalisation before the pool; the paper's order (pool, then normalisation) is kept in both blocks.
     """
-    _no_arg("alexnet-small", arg)
+    no_arg("alexnet-small", arg)
     c, h, w = in_shape
 
     def block(cin):

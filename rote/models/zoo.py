@@ -5,18 +5,13 @@ from __future__ import annotations
 from torch import nn
 
 from rote.errors import ConfigError
-from rote.models import register_model
-
-
-def _no_arg(name, arg):
-    if arg is not None:
-        raise ConfigError(f"model '{name}' takes no argument, got '{name}:{arg}'")
+from rote.models.registry import no_arg, register_model
 
 
 @register_model("seed-cnn", help="the seed's Keras CNN: 2x(conv32) pool 2x(conv64) pool dense512")
 def seed_cnn(arg, *, in_shape, classes, dropout):
     """The seed's CNN (mnist_conv.py, Keras 1): 889,834 parameters on MNIST."""
-    _no_arg("seed-cnn", arg)
+    no_arg("seed-cnn", arg)
     c, h, w = in_shape
     # 'same' then 'valid' 3x3 convs, then 2x2 pools: 28 -> 28 -> 26 -> 13 -> 13 -> 11 -> 5
     h2, w2 = ((h - 2) // 2 - 2) // 2, ((w - 2) // 2 - 2) // 2
