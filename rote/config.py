@@ -212,7 +212,7 @@ def resolve_device(name: str):
 
 def _check_dataset(name: str) -> None:
     from rote.data.registry import get_spec
-    from rote.data.usernpz import check_npz_name, is_npz_name
+    from rote.data.npz import check_npz_name, is_npz_name
 
     try:
         check_npz_name(name) if is_npz_name(name) else get_spec(name)

@@ -158,7 +158,7 @@ def test_npz_errors(tmp_path):
     from rote.data.sources import load_dataset
     from rote.errors import DataError
 
-    with pytest.raises(DataError, match="lacks y_train, x_test, y_test"):
+    with pytest.raises(DataError, match="lacks the arrays y_train, x_test, y_test"):
         load_dataset(f"npz:{tmp_path / 'bad.npz'}")
 
 

@@ -27,7 +27,8 @@ from rote.config import RunConfig
 from rote.data import registry, sources
 from rote.data.prepare import crop_center, input_shape, prepare, standardize_per_image
 from rote.data.registry import CIFAR10, get_spec
-from rote.data.sources import ArchiveSource, CacheSource, load_cifar, load_dataset
+from rote.data.formats import load as load_cifar
+from rote.data.sources import ArchiveSource, CacheSource, load_dataset
 from rote.errors import ConfigError, DataError
 from rote.models import available_models, count_parameters, create_model
 from rote.training.loop import lr_at, make_optimizer, train, train_many

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rote.data.idx import GZIP_MAGIC, as_images, as_labels, gunzip, parse_idx, read_npz
+from rote.data.idx import GZIP_MAGIC, as_images, as_labels, gunzip, parse_idx
+from rote.data.npz import read_npz
 from rote.errors import DataError
 
 

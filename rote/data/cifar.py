@@ -11,21 +11,19 @@ through ``parse_batch``, which checks its MD5 against the pin first; nothing
 else in rote calls pickle.  ``encoding="bytes"`` keeps the Python 2 strings
 as bytes (the keys are b"data", b"labels") rather than guessing a text encoding.
 
-Finding the batches (a directory, the extracted folder, the tarball) and
-caching them is ``sources``' job; this module turns bytes into arrays.
+``CifarReader`` finds the batches (loose in a directory, in the extracted
+``cifar-10-batches-py/``, or in ``cifar-10-python.tar.gz``); checking them is
+``formats``' shared step and caching them ``cache``'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import pickle
-import tarfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from rote.data.registry import CifarBatch, CifarSpec
+from rote.data.formats import Reader, dataset_dir, file_reader, read_members
 from rote.errors import DataError
 
 # A real batch is about 31 MB; anything much larger is not one, and is not
@@ -35,27 +33,12 @@ MAX_BATCH_BYTES = 40 << 20
 MAX_ARCHIVE_BYTES = 256 << 20
 
 
-def md5_bytes(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def verify(batch: CifarBatch, data: bytes, where: str, spec: CifarSpec) -> bytes:
-    """Return ``data`` if its MD5 is the pinned one; else a one-line DataError with both hashes and the fix."""
-    actual = md5_bytes(data)
-    if actual != batch.md5:
-        raise DataError(
-            f"{where} is not the expected {spec.title} {batch.stem}: MD5 is {actual}, expected {batch.md5} "
-            f"({len(data)} bytes); replace it with the file from a fresh {spec.by_hand}"
-        )
-    return data
-
-
-def parse_batch(batch: CifarBatch, data: bytes, where: str, spec: CifarSpec) -> tuple[np.ndarray, np.ndarray]:
+def parse_batch(batch, data: bytes, where: str, spec) -> tuple[np.ndarray, np.ndarray]:
     """Verify a batch's bytes, then unpickle them: (images uint8 (N, C, H, W), labels int64 (N,)).
 
     The checksum comes first, always: see the module docstring.
     """
-    verify(batch, data, where, spec)
+    spec.check(batch, data, where)
     fix = f"replace it with the file from a fresh {spec.by_hand}"
     try:
         entry = pickle.loads(data, encoding="bytes")  # safe only because the MD5 matched the pin
@@ -82,34 +65,12 @@ def parse_batch(batch: CifarBatch, data: bytes, where: str, spec: CifarSpec) -> 
     return np.ascontiguousarray(images.reshape(-1, c, h, w)), labels
 
 
-def read_tarball(path: Path, spec: CifarSpec) -> dict[str, bytes]:
-    """The bytes of each batch in the official tarball, by exact member name; unchecked.
-
-    Members are read into memory by name and never extracted, so nothing in
-    the tarball can write anywhere.  A batch that is missing is left out;
-    the caller decides what that means.
-    """
-    found: dict[str, bytes] = {}
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            for batch in spec.batches:
-                name = f"{spec.folder}/{batch.stem}"
-                try:
-                    member = tar.getmember(name)
-                except KeyError:
-                    continue
-                if not member.isfile() or member.size > MAX_BATCH_BYTES:
-                    raise DataError(f"{path}: {name} is not a plain file of a batch's size; "
-                                    f"replace it with a fresh {spec.by_hand}")
-                handle = tar.extractfile(member)
-                assert handle is not None
-                found[batch.stem] = handle.read()
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot read {path} as a tarball ({exc}); replace it with a fresh {spec.by_hand}") from None
-    return found
+def read_tarball(path: Path, spec) -> dict[str, bytes]:
+    """The bytes of each batch in the official tarball, by exact member name; unchecked, missing ones left out."""
+    return read_members(path, spec, spec.folder, f"replace it with a fresh {spec.by_hand}")
 
 
-def assemble(spec: CifarSpec, parsed: dict[str, tuple[np.ndarray, np.ndarray]], where: str):
+def assemble(spec, parsed: dict[str, tuple[np.ndarray, np.ndarray]], where: str):
     """Concatenate parsed batches into (x_train, y_train, x_test, y_test), checking the split sizes."""
     out = []
     for split, expected in (("train", spec.n_train), ("test", spec.n_test)):
@@ -121,3 +82,46 @@ def assemble(spec: CifarSpec, parsed: dict[str, tuple[np.ndarray, np.ndarray]], 
                             f"replace its batches with those of a fresh {spec.by_hand}")
         out += [x, y]
     return tuple(out)
+
+
+class CifarReader(Reader):
+    """CIFAR's python batches: loose in a directory (rote's cache, or the extracted folder named itself),
+    in the extracted folder inside it, or in the official tarball inside it or named itself."""
+
+    takes_file = True  # the tarball
+
+    def _location(self, spec, where: Path) -> tuple[str, Path] | None:
+        if where.is_file():
+            return "tarball", where
+        directory = dataset_dir(spec, where)
+        for d in (directory, directory / spec.folder):
+            if any((d / stem).is_file() for stem in spec.stems):
+                return "files", d
+        if (directory / spec.archive).is_file():
+            return "tarball", directory / spec.archive
+        return None
+
+    def present(self, spec, where: Path) -> bool:
+        return self._location(spec, where) is not None
+
+    def find(self, spec, where: Path):
+        found = self._location(spec, where)
+        if found is None:
+            raise DataError(f"{dataset_dir(spec, where)} holds neither {spec.folder}/ nor {spec.archive} "
+                            f"nor the batches {', '.join(spec.stems)}")
+        kind, location = found
+        if kind == "tarball":
+            members = read_tarball(location, spec)
+            return location, {b.stem: ((lambda data=members[b.stem]: data) if b.stem in members else None, location)
+                              for b in spec.batches}
+        return location, {b.stem: (file_reader(b, location / b.stem, spec.label(b)) if (location / b.stem).is_file()
+                                   else None, location / b.stem) for b in spec.batches}
+
+    def where(self, spec, pin, path: Path) -> str:
+        return str(path) if path.name == pin.stem else f"{path}:{spec.folder}/{pin.stem}"
+
+    def decode(self, spec, pin, data: bytes, where: str):
+        return parse_batch(pin, data, where, spec)
+
+    def assemble(self, spec, decoded, location):
+        return assemble(spec, decoded, str(location))

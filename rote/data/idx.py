@@ -1,4 +1,4 @@
-"""Readers for the MNIST file formats: IDX (raw or gzip) and Keras' mnist.npz.
+"""The IDX format of MNIST and Fashion-MNIST (raw or gzip): parsing, and the reader of a directory of IDX files.
 
 The IDX layout (http://yann.lecun.com/exdb/mnist/): two zero bytes, a dtype
 code, the number of dimensions, then one big-endian uint32 per dimension, then
@@ -12,41 +12,15 @@ whether the image shape is the dataset's is the Dataset's check.
 
 from __future__ import annotations
 
-import gzip
-import io
-import zlib
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from rote.data.checksums import GZIP_MAGIC, gunzip  # noqa: F401  (gunzip: the IDX files may come as .gz)
+from rote.data.formats import Reader, dataset_dir, file_reader
 from rote.errors import DataError
 
-GZIP_MAGIC = b"\x1f\x8b"
 IDX_UBYTE = 0x08
-NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-
-
-def gunzip(data: bytes, where: str, limit: int | None = None) -> bytes:
-    """Decompress gzip bytes, refusing output longer than ``limit`` bytes.
-
-    The limit stops a corrupt or hostile .gz from expanding without bound
-    before its checksum has had a chance to reject it.
-    """
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
-            out = stream.read() if limit is None else stream.read(limit + 1)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(
-            f"{where} is not a readable gzip file ({exc}); "
-            "replace it with a fresh copy"
-        ) from None
-    if limit is not None and len(out) > limit:
-        raise DataError(
-            f"{where} decompresses to more than the expected {limit} bytes; "
-            "replace it with a fresh copy"
-        )
-    return out
 
 
 def parse_idx(data: bytes, where: str) -> np.ndarray:
@@ -111,50 +85,29 @@ def as_labels(array: np.ndarray, where: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Read a Keras-style mnist.npz: (x_train, y_train, x_test, y_test).
+class IdxReader(Reader):
+    """A directory of the four IDX files, each raw or .gz (the raw one is preferred: it needs no decompression)."""
 
-    Images come back uint8 as stored and labels int64 (N,).
-    """
-    path = Path(path)
-    fix = "replace it with a fresh copy of Keras' mnist.npz"
-    # np.load guesses the format from content; without this check a stray
-    # text file would be reported as "pickled data", which misleads.
-    if path.is_file() and not zipfile.is_zipfile(path):
-        raise DataError(f"{path} is not an .npz (zip) file; {fix}")
-    try:
-        # allow_pickle=False: an npz is a zip of .npy files and never needs
-        # pickled objects; refusing them keeps a hostile file from running code.
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in NPZ_KEYS if k not in npz.files]
-            if missing:
-                raise DataError(
-                    f"{path} lacks the arrays {', '.join(missing)} "
-                    f"(it has {', '.join(npz.files) or 'none'}); {fix}"
-                )
-            arrays = {k: npz[k] for k in NPZ_KEYS}
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist; check the path") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise DataError(f"{path} is not a readable .npz file ({exc}); {fix}") from None
+    def _paths(self, spec, directory: Path) -> dict[str, Path | None]:
+        candidates = {f.stem: (directory / f.stem, directory / f"{f.stem}.gz") for f in spec.files}
+        return {stem: next((p for p in paths if p.is_file()), None) for stem, paths in candidates.items()}
 
-    out = []
-    for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        where = f"{path} [x_{split}]"
-        if x.dtype != np.uint8:
-            raise DataError(f"{where} has dtype {x.dtype}, expected uint8 pixels; {fix}")
-        x = as_images(x, where)
-        where = f"{path} [y_{split}]"
-        if y.dtype.kind not in "iu":
-            raise DataError(f"{where} has dtype {y.dtype}, expected integer labels; {fix}")
-        y = as_labels(y, where)
-        if len(x) != len(y):
-            raise DataError(
-                f"{path} has {len(x)} x_{split} images but {len(y)} y_{split} labels; {fix}"
-            )
-        out += [x, y]
-    return tuple(out)  # type: ignore[return-value]
+    def present(self, spec, where: Path) -> bool:
+        return where.is_dir() and any(self._paths(spec, dataset_dir(spec, where)).values())
 
+    def find(self, spec, where: Path):
+        directory = dataset_dir(spec, where)
+        paths = self._paths(spec, directory) if directory.is_dir() else dict.fromkeys(spec.stems)
+        return directory, {f.stem: (None, directory / f.stem) if paths[f.stem] is None
+                           else (file_reader(f, paths[f.stem]), paths[f.stem]) for f in spec.files}
+
+    def lacks(self, spec, location: Path, missing: list[str]) -> str:
+        also = f", or {spec.npz_name}" if spec.npz_name else ""
+        return f"{location} lacks {', '.join(missing)} (each may be raw or .gz{also})"
+
+    def decode(self, spec, pin, data: bytes, where: str) -> np.ndarray:
+        array = parse_idx(data, where)
+        return as_images(array, where) if pin.kind == "images" else as_labels(array, where)
+
+    def assemble(self, spec, decoded, location):
+        return tuple(decoded[f.stem] for f in spec.files)  # train images, train labels, test images, test labels

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rote.data.corruption import corrupt_inputs, corrupt_labels
-from rote.data.registry import channels_first
+from rote.data.dataset import channels_first
 from rote.errors import ConfigError
 from rote.seeds import seeds_for
 
@@ -77,7 +77,7 @@ class Prepared:
 def scale(images: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
     """uint8 images as stored -> float32 (N, C, H, W) in [-0.5, 0.5], as the seed: x / 255 - 0.5.
 
-    Float images (a user's .npz, rote.data.usernpz) are used as they are."""
+    Float images (a user's .npz, rote.data.npz) are used as they are."""
     x = channels_first(images, image_shape)
     return x.astype(np.float32) if x.dtype != np.uint8 else x.astype(np.float32) / 255.0 - 0.5
 

@@ -1,10 +1,12 @@
 """The datasets rote knows: their files, pinned hashes, image shape and classes.
 
 Adding a dataset is one spec here and one entry in ``DATASETS``; ``sources``
-finds, fetches and verifies the files from what the spec says.  There are two
-kinds of spec, one per file format: ``DatasetSpec`` for the IDX files of
-MNIST and Fashion-MNIST, ``CifarSpec`` for the pickled batches of CIFAR-10's
-python version (see the note above ``CIFAR10`` for why those are pinned by MD5).
+finds, fetches and verifies the files from what the spec says.  A spec lists
+its pinned files, the readers of the forms it comes in (``readers``, see
+``formats``) and where it can be downloaded.  There are two kinds of spec:
+``DatasetSpec`` for the IDX files of MNIST and Fashion-MNIST (or Keras'
+mnist.npz), ``CifarSpec`` for the pickled batches of CIFAR-10's python
+version (see the note above ``CIFAR10`` for why those are pinned by MD5).
 
 Every IDX file is pinned by the SHA-256 of its *uncompressed* IDX bytes.  Pinning
 the uncompressed bytes rather than the .gz is deliberate: a .gz hash changes
@@ -17,9 +19,13 @@ hashes are kept as a record.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-import numpy as np
-
+from rote.data import checksums
+from rote.data.cifar import MAX_BATCH_BYTES, CifarReader
+from rote.data.dataset import Dataset, channels_first  # noqa: F401  (their home before dataset.py)
+from rote.data.idx import IdxReader
+from rote.data.npz import KerasNpzReader
 from rote.errors import DataError
 
 
@@ -33,6 +39,18 @@ class FileSpec:
     sha256: str  # of the uncompressed IDX file: the check that decides
     payload_sha256: str  # of the values after the IDX header: checks npz arrays
     gz_sha256: str  # of the publisher's .gz: a record, not a check (see above)
+
+    # what checksums.verify reads off a pin
+    algorithm: ClassVar[str] = "sha256"
+    gzip_ok: ClassVar[bool] = True
+
+    @property
+    def digest(self) -> str:
+        return self.sha256
+
+    @property
+    def max_bytes(self) -> int:
+        return self.size + (1 << 20)
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,16 @@ class DatasetSpec:
     system_dir: str | None = None
     system_package: str | None = None
     npz_name: str | None = None
+
+    readers: ClassVar = (IdxReader(), KerasNpzReader())
+    archives: ClassVar[tuple[str, ...]] = ()
+
+    def label(self, pin: FileSpec) -> str:
+        return pin.stem
+
+    def check(self, pin: FileSpec, data: bytes, where: str) -> bytes:
+        """The uncompressed IDX bytes if ``data`` (raw or gzip) matches the pin; else a DataError with both hashes."""
+        return checksums.verify(pin, data, where)
 
     @property
     def stems(self) -> list[str]:
@@ -177,6 +205,15 @@ class CifarBatch:
     split: str  # "train" or "test"
     md5: str
 
+    algorithm: ClassVar[str] = "md5"
+    gzip_ok: ClassVar[bool] = False
+    size: ClassVar[None] = None  # not pinned: the MD5 decides
+    max_bytes: ClassVar[int] = MAX_BATCH_BYTES
+
+    @property
+    def digest(self) -> str:
+        return self.md5
+
 
 @dataclass(frozen=True)
 class CifarSpec:
@@ -197,6 +234,24 @@ class CifarSpec:
     archive: str  # the tarball's file name
     archive_md5: str  # a record: the batches' MD5 decide
     folder: str  # the folder inside the tarball that holds the batches
+
+    readers: ClassVar = (CifarReader(),)
+    mirrors: ClassVar[tuple[str, ...]] = ()  # no per-file downloads: the tarball carries the batches
+    npm_package: ClassVar[None] = None
+    system_dir: ClassVar[None] = None
+    system_package: ClassVar[None] = None
+
+    def label(self, pin: CifarBatch) -> str:
+        return f"{self.title} {pin.stem}"
+
+    def check(self, pin: CifarBatch, data: bytes, where: str) -> bytes:
+        """``data`` if its MD5 is the pinned one; else a one-line DataError with both hashes and the fix."""
+        return checksums.verify(pin, data, where, label=self.label(pin),
+                                fix=f"replace it with the file from a fresh {self.by_hand}")
+
+    @property
+    def archives(self) -> tuple[str, ...]:
+        return (self.url,)
 
     @property
     def files(self) -> tuple[CifarBatch, ...]:
@@ -269,48 +324,3 @@ def get_spec(name: str) -> Spec:
             f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
         )
     return DATASETS[key]
-
-
-def channels_first(images: np.ndarray, image_shape: tuple[int, int, int], what: str = "images") -> np.ndarray:
-    """View a stack of images as (N, C, H, W), whichever layout it is stored in.
-
-    Files store grey images as (N, H, W) and colour ones channel-last,
-    (N, H, W, C), or, as CIFAR's batches do, channel-first; an array already
-    (N, C, H, W) passes through.
-    """
-    c, h, w = image_shape
-    if images.shape[1:] == (c, h, w):
-        return images
-    if images.shape[1:] == (h, w, c):
-        return images.transpose(0, 3, 1, 2)
-    if c == 1 and images.shape[1:] == (h, w):
-        return images[:, None]
-    raise ValueError(f"{what} have shape {images.shape}, expected {c}x{h}x{w} images")
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """A loaded, verified dataset.  Arrays are numpy; converting is the caller's job."""
-
-    name: str
-    x_train: np.ndarray  # uint8, (N, H, W) grey, (N, H, W, C) or (N, C, H, W) colour, as stored
-    y_train: np.ndarray  # int64 (N,)
-    x_test: np.ndarray
-    y_test: np.ndarray
-    source: str  # the directory or file the arrays were read from
-    image_shape: tuple[int, int, int]  # (C, H, W), from the spec
-    classes: int
-    sha256: str | None = None  # of a user's file (rote.data.usernpz); pinned datasets need none
-
-    def __post_init__(self) -> None:
-        # Checksums already vouch for real data; this guards hand-built
-        # Datasets (tests, other loaders) against silent shape mistakes.
-        for split in ("train", "test"):
-            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
-            if x.dtype != np.uint8 and x.dtype != np.float32:  # float32: a user's images, used as they are
-                raise ValueError(f"x_{split} must be uint8 or float32, got {x.dtype}")
-            channels_first(x, self.image_shape, f"x_{split}")
-            if y.dtype != np.int64 or y.shape != (len(x),):
-                raise ValueError(f"y_{split} must be int64 ({len(x)},), got {y.dtype} {y.shape}")
-            if len(y) and (y.min() < 0 or y.max() >= self.classes):
-                raise ValueError(f"y_{split} has labels outside 0..{self.classes - 1}")
