@@ -165,7 +165,7 @@ def _images(x: np.ndarray, where: str, layout: str | None) -> np.ndarray:
     bad = x.size - int(np.count_nonzero(np.isfinite(x)))
     if bad:
         nan = int(np.count_nonzero(np.isnan(x)))
-        raise DataError(f"{where} has {bad} non-finite pixels ({nan} NaN, {bad - nan} infinite) of {x.size}; "
+        raise DataError(f"{where} has {bad} non-finite pixel{'s' * (bad != 1)} ({nan} NaN, {bad - nan} infinite) of {x.size}; "
                         f"replace them or drop those images")
     if x.size and x.min() >= 0 and FLOAT_PIXEL_MAX < x.max() <= 255:
         raise DataError(f"{where} holds float pixels from {x.min():g} to {x.max():g}, which look like 0-255 values; "
@@ -200,7 +200,7 @@ def load_user_npz(name: str) -> Dataset:
     outside = int(np.count_nonzero(ys["test"] >= classes))
     if outside:
         # K is read off the training labels; a test class beyond them could never be predicted
-        raise DataError(f"{path} [y_test] has {outside} labels above {classes - 1}, the largest training label "
+        raise DataError(f"{path} [y_test] has {outside} label{'s' * (outside != 1)} above {classes - 1}, the largest training label "
                         f"(up to {int(ys['test'].max())}); a class the model never trains on cannot be predicted: "
                         f"drop those test images or fix their labels")
     return Dataset(name, xs["train"], ys["train"], xs["test"], ys["test"], source=str(path),

@@ -355,20 +355,19 @@ def _resolve(
             log(f"{spec.name}: stored verified files in {dest_dir}")
         return dataset, where
 
-    by_hand = (
-        f"download {spec.by_hand} into a directory DIR "
-        f"and pass --data-dir DIR or set ROTE_DATA_DIR=DIR"
-    )
-    if getattr(spec, "system_package", None) and shutil.which("apt-get"):
+    raise DataError(f"could not get {spec.title}: tried {'; '.join(tried) or 'nothing'}. "
+                    f"{_advice(spec, allow_download)}")
+
+
+def _advice(spec: Spec, allow_download: bool) -> str:
+    """What to do when no source worked: the download by hand, or the package to install."""
+    by_hand = f"download {spec.by_hand} into a directory DIR and pass --data-dir DIR or set ROTE_DATA_DIR=DIR"
+    if spec.system_package and shutil.which("apt-get"):
         # the exact command, where the Debian package can be installed; rote then copies it from system_dir
         by_hand = f"run `apt-get install -y {spec.system_package}` (as root) and retry, or {by_hand}"
     if allow_download:
-        advice = f"To supply it by hand, {by_hand}"
-    else:
-        advice = f"Downloads were off: run `rote data fetch {spec.name}`, or {by_hand}"
-    raise DataError(
-        f"could not get {spec.title}: tried {'; '.join(tried) or 'nothing'}. {advice}"
-    )
+        return f"To supply it by hand, {by_hand}"
+    return f"Downloads were off: run `rote data fetch {spec.name}`, or {by_hand}"
 
 
 def load_dataset(
