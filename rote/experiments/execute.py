@@ -61,6 +61,7 @@ def _shape(dataset: str, data_dir) -> tuple[int, int, tuple, int]:
 def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
     """Check every run against its dataset and the store's place, then split into done and to-do;
     creates nothing."""
+    from rote.data.prepare import input_shape
     from rote.models import check_model_name
 
     shapes = {name: _shape(name, data_dir) for name in {c.dataset for c in sweep.configs}}
@@ -68,9 +69,10 @@ def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
         classes, n = shapes[name][:2]
         if not (classes <= n_train <= n):
             raise ConfigError(f"n_train={n_train} is outside [{classes}, {n}] for {name}")
-    for model, dataset in sorted({(c.model, c.dataset) for c in sweep.configs}):
+    for model, dataset, preprocess in sorted({(c.model, c.dataset, c.preprocess) for c in sweep.configs}):
         classes, _, image_shape, _ = shapes[dataset]
-        check_model_name(model, in_shape=image_shape, classes=classes, shape_known=True)
+        in_shape = input_shape(image_shape, preprocess) if len(image_shape) == 3 else tuple(image_shape)
+        check_model_name(model, in_shape=in_shape, classes=classes, shape_known=True)
     store = Store(sweep_dir)
     store.check_writable()
     done_keys = store.done_keys()

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 from rote.config import RunConfig, resolve_device
 from rote.data.prepare import prepare
 from rote.errors import RoteError
-from rote.models import check_model_name
+from rote.models import check_fits, check_model, meta_parameters
 from rote.experiments.record import close_record, environment, open_record
 from rote.training.loop import EpochRecord, train
 from rote.training.metrics import chance_sentence
@@ -48,6 +48,9 @@ def run_group(cfgs: list[RunConfig], run_dirs: list[Path], *, dataset) -> list[d
 
     device = resolve_device(cfgs[0].device)
     datas = [prepare(dataset, c) for c in cfgs]
+    c0, params = cfgs[0], meta_parameters(cfgs[0].model, datas[0].x_fit.shape[1:], datas[0].classes)
+    if params is not None:  # R stacked models, refused before any is allocated
+        check_fits(c0.model, params, device, c0.optimizer, c0.momentum, models=len(cfgs))
     env = {**environment(device, dataset), "group_size": len(cfgs)}
     histories = [open_record(c, d, r, env) for c, d, r in zip(cfgs, datas, run_dirs)]
     try:
@@ -72,7 +75,9 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[st
     if dataset is None:
         dataset = load_dataset(cfg.dataset, data_dir=data_dir, log=log)
     data = prepare(dataset, cfg)
-    check_model_name(cfg.model, in_shape=dataset.image_shape, classes=dataset.classes, shape_known=True)
+    # the shape the model sees (after preprocessing); too big for this device or a wrong shape: one line, nothing written
+    check_model(cfg.model, in_shape=tuple(data.x_fit.shape[1:]), classes=data.classes, device=device,
+                optimizer=cfg.optimizer, momentum=cfg.momentum)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RoteError(f"output directory {run_dir} already exists and is not empty; choose another --out")

@@ -18,6 +18,7 @@ from rote.errors import ConfigError
 from rote.models.registry import (  # noqa: F401  (the public names of rote.models)
     available_models, build, default_model_name, is_factory_path, load_factory, register_model,
 )
+from rote.models.checks import check_fits, check_model, meta_model, meta_parameters  # noqa: F401,E402
 
 def check_model_name(name: str, *, in_shape=(1, 28, 28), classes: int = 10, shape_known: bool = False) -> None:
     """Raise ConfigError unless ``name`` is a known family with a valid argument.
@@ -25,14 +26,16 @@ def check_model_name(name: str, *, in_shape=(1, 28, 28), classes: int = 10, shap
     Config validation checks the name before any data is loaded, so the shape
     defaults to MNIST's; a model's argument does not depend on the shape.
     Building on the meta device checks it without allocating weights. A
-    user's factory is only imported then, and called (``shape_known``) once
-    the run has its data.
+    user's factory is only imported then; once the run has its data
+    (``shape_known``) every model also takes one batch of the data's shape
+    (``checks.check_model``).
     """
-    if is_factory_path(name) and not shape_known:
+    if shape_known:
+        check_model(name, in_shape=in_shape, classes=classes)
+    elif is_factory_path(name):
         load_factory(name)  # importable and callable; it is called once the data's shape is known
-        return
-    with torch.device("meta"):
-        build(name, in_shape=in_shape, classes=classes, dropout=0.0)
+    else:
+        meta_model(name, in_shape, classes)
 
 
 def create_model(name: str, *, in_shape: tuple[int, int, int], classes: int, dropout: float = 0.0,

@@ -88,12 +88,17 @@ def _build_factory(name: str, *, in_shape, classes, dropout) -> nn.Module:
 
 
 def build(name: str, **kw) -> nn.Module:
-    family, _, arg = name.partition(":")
+    family, sep, arg = name.partition(":")
     if family not in _REGISTRY:
         if _FACTORY.fullmatch(name):
             return _build_factory(name, **kw)
         raise ConfigError(f"unknown model '{name}'; choose one of: {', '.join(_REGISTRY)}, "
                           f"or a factory as package.module:function")
+    if sep and not arg:
+        # 'mlp:' silently meaning mlp:512 would train one model under another's name (and key)
+        plain = default_model_name(family)
+        raise ConfigError(f"model '{name}' has nothing after ':'; write {plain}"
+                          + (f" (or plain {family}, which means {plain})" if plain != family else ""))
     return _REGISTRY[family](arg or None, **kw)
 
 
