@@ -454,3 +454,14 @@ def test_real_mnist_matches_pins(mnist):
     assert ds.x_train.shape == (60000, 28, 28) and ds.x_test.shape == (10000, 28, 28)
     assert ds.y_train.shape == (60000,) and ds.y_test.shape == (10000,)
     assert ds.y_train[:5].tolist() == [5, 0, 4, 1, 9]
+
+
+def test_an_npz_or_a_tarball_may_be_named_itself_but_not_any_file(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    x_tr, y_tr, x_te, y_te = TINY_ARRAYS
+    np.savez(d / "mnist.npz", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    assert load_dataset("tiny", d / "mnist.npz", log=quiet).source == str(d / "mnist.npz")
+    (d / "train-images-idx3-ubyte").write_bytes(TINY_BYTES["train-images-idx3-ubyte"])
+    with pytest.raises(DataError, match="is not a directory"):
+        load_dataset("tiny", d / "train-images-idx3-ubyte", log=quiet)

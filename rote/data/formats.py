@@ -133,8 +133,9 @@ def load(spec, where: Path) -> Dataset:
     return reader_at(spec, Path(where)).load(spec, Path(where))
 
 
-def takes_file(spec) -> bool:
-    return any(r.takes_file for r in spec.readers)
+def takes_file(spec, path: Path) -> bool:
+    """Whether one of the spec's readers reads this file named itself (a CIFAR tarball, an mnist.npz)."""
+    return any(r.takes_file and r.present(spec, path) for r in spec.readers)
 
 
 def file_reader(pin, path: Path, label: str | None = None) -> Callable[[], bytes]:

@@ -106,7 +106,7 @@ class KerasNpzReader(Reader):
         if not spec.npz_name:
             return None
         path = where if where.is_file() else dataset_dir(spec, where) / spec.npz_name
-        return path if path.is_file() else None
+        return path if path.is_file() and path.suffix == ".npz" else None
 
     def present(self, spec, where: Path) -> bool:
         return self._path(spec, where) is not None

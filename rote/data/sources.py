@@ -101,7 +101,7 @@ class UserDirSource(Source):
                 f"{self.describe()} does not exist; check the path, or drop "
                 f"{self.origin} and run `rote data fetch {self.spec.name}`"
             )
-        if self.path.is_file() and formats.takes_file(self.spec):
+        if self.path.is_file() and formats.takes_file(self.spec, self.path):
             return self.path  # a tarball or an npz, named itself
         if not self.path.is_dir():
             raise DataError(
