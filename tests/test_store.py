@@ -167,9 +167,10 @@ def test_ctrl_c_stops_the_sweep_at_once_and_records_no_failure(tmp_path, mnist, 
     assert "interrupted: 1 run(s) finished" in err and "Traceback" not in err
     assert not (store.root / "failed").exists()
     assert store.done_keys() == {parse_sweep(LONG).configs[0].key()}
-    # the runs in flight are discarded now, or by the next sweep (their process is gone)
+    # the runs in flight keep a checkpoint for the next sweep to resume; nothing else of them is left
     store.clean_stale()
-    assert not list(store.runs.glob(".tmp-*"))
+    temps = list(store.runs.glob(".tmp-*"))
+    assert temps and all((t / "checkpoint.pt").is_file() for t in temps)
 
 
 # -- 3. damaged, foreign or copied records --------------------------------------------------
