@@ -135,7 +135,8 @@ SLOW = """\
 name: slow
 base: {n_train: 300, epochs: 25, model: "cnn:4", stop_at: none, collapse_patience: 0, record_examples: false,
        device: cpu}
-seeds: 1
+cases:
+  - {seed: 0}
 """
 
 

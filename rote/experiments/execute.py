@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from rote.atomic import write_atomic
 from rote.config import RunConfig
 from rote.errors import ConfigError
-from rote.interrupt import Terminated
+from rote.interrupt import EXIT_TERMINATED, Terminated
 from rote.experiments.grouping import group_runs
 from rote.experiments.record import CHECKPOINT
 from rote.experiments.plan import Plan, parallelism, plan  # noqa: F401  (plan: the CLI's first call)
@@ -41,6 +41,8 @@ def execute_group(cfgs: list[RunConfig], store_root: str, data_dir=None, threads
     skipped = [{"key": c.key(), "status": "skipped"} for c in cfgs if store.done(c.key())]
     cfgs = [c for c in cfgs if not store.done(c.key())]
     tmps = [store.adopt(c.key()) for c in cfgs]
+    for t in tmps:  # claimed now, under this process's name: if the process dies, the driver knows what it held
+        t.mkdir(parents=True, exist_ok=True)
     try:
         outs = train_records(cfgs, tmps, data_dir, threads, checkpoint_every)
     except BaseException:  # Ctrl-C, SIGTERM: not failed; a rerun resumes what kept a checkpoint, redoes the rest
@@ -53,10 +55,32 @@ def execute_group(cfgs: list[RunConfig], store_root: str, data_dir=None, threads
     return skipped + outs
 
 
+_busy = False  # in a pool's worker: is it training runs now?
+
+
 def _execute_sent(cfg_dicts: list[dict], store_root: str, data_dir=None, threads: Optional[int] = None,
                   checkpoint_every: Optional[float] = None) -> list[dict]:
-    """execute_group in a pool's worker: the settings cross the process boundary as plain dicts."""
-    return execute_group([RunConfig.from_dict(d) for d in cfg_dicts], store_root, data_dir, threads, checkpoint_every)
+    """execute_group in a pool's worker: the settings cross the process boundary as plain dicts. SIGTERM
+    (the driver stopping, or the pool stopping the others when one worker died) checkpoints the runs and
+    ends the worker with EXIT_TERMINATED, which tells the driver it did not die of its own runs."""
+    global _busy
+    _busy = True
+    try:
+        return execute_group([RunConfig.from_dict(d) for d in cfg_dicts], store_root, data_dir, threads,
+                             checkpoint_every)
+    except Terminated:
+        os._exit(EXIT_TERMINATED)
+    finally:
+        _busy = False
+
+
+def _worker_sigterm(signum, frame) -> None:
+    import signal
+
+    if not _busy:  # idle: nothing to keep
+        os._exit(EXIT_TERMINATED)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second must not cut the checkpoint short
+    raise Terminated()
 
 
 def _worker_init(parent: int, threads: int) -> None:
@@ -65,12 +89,10 @@ def _worker_init(parent: int, threads: int) -> None:
 
     import torch
 
-    from rote.interrupt import sigterm_as_interrupt
-
     # Ctrl-C reaches the whole process group: the driver stops the workers itself (with SIGTERM, on which
     # a worker checkpoints its runs and ends), and a worker must never turn it into a failed run
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sigterm_as_interrupt()
+    signal.signal(signal.SIGTERM, _worker_sigterm)
     torch.set_num_threads(threads)
 
     def watch():
@@ -87,9 +109,11 @@ def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int]
 
     With group > 1, compatible runs are trained together as one batched model.
     ``on_result(outcome, runs still running)`` is called as each run ends. A worker process that dies
-    (killed, out of memory) takes the runs in flight with it: they run again in a new pool, up to
-    ``retries`` times, and are recorded as failed only then. Ctrl-C stops the workers at once; the runs
-    in flight keep their checkpoints (a rerun resumes them) and KeyboardInterrupt is raised.
+    (killed, out of memory) breaks the pool, which stops the other workers (they checkpoint their runs):
+    every run in flight runs again in a new pool, resuming where it can, but only the runs the dead
+    worker held are charged an attempt; those are recorded as failed after ``retries`` retries. Ctrl-C
+    stops the workers at once; the runs in flight keep their checkpoints (a rerun resumes them) and
+    KeyboardInterrupt is raised.
     """
     groups, left = group_runs(p.todo, group), len(p.todo)
     if jobs <= 1:
@@ -109,13 +133,16 @@ def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int]
         lost = []
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                                    initargs=(os.getpid(), threads))
+        workers: dict = {}  # pid -> process, to learn afterwards how each ended
         try:
             futures = {pool.submit(_execute_sent, [c.to_dict() for c in groups[i]], str(p.store.root), data_dir,
                                    threads, checkpoint_every): i for i in queue}
+            workers.update(getattr(pool, "_processes", None) or {})
             for f in as_completed(futures):
+                workers.update(getattr(pool, "_processes", None) or {})
                 try:
                     outs = f.result()
-                except BrokenProcessPool:  # a worker died: every run in flight is lost with it
+                except BrokenProcessPool:  # a worker died: the pool is gone, and every run in flight with it
                     lost.append(futures[f])
                     continue
                 for r in outs:
@@ -126,10 +153,11 @@ def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int]
             p.store.clean_stale()
             raise
         pool.shutdown(wait=True)
-        p.store.clean_stale()  # the temporaries of the dead workers
+        charged = _culprits(p.store, groups, lost, workers)
+        p.store.clean_stale()  # the temporaries of the dead workers (those with a checkpoint stay, to resume)
         queue = []
         for i in sorted(lost):
-            attempts[i] += 1
+            attempts[i] += i in charged
             if attempts[i] <= retries:
                 queue.append(i)
                 continue
@@ -139,6 +167,19 @@ def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int]
                 p.store.land(out)
                 left -= 1
                 on_result(out, min(jobs * group, left))
+
+
+def _culprits(store: Store, groups: list, lost: list[int], workers: dict) -> set[int]:
+    """Which of the lost groups a worker that died of its own held (not one the pool stopped with SIGTERM):
+    found by the pid in their temporary directories' names. All of them when none can be told apart (a
+    worker that died before its run made a directory), so that a run that always kills its worker still
+    ends as failed."""
+    import signal
+
+    dead = {pid for pid, proc in workers.items()
+            if proc.exitcode not in (None, 0, EXIT_TERMINATED, -signal.SIGTERM)}
+    held = {i for i in lost if store.owners([c.key() for c in groups[i]]) & dead}
+    return held or set(lost)
 
 
 # Seconds a worker gets, after SIGTERM, to write its runs' checkpoints before it is killed.

@@ -7,6 +7,7 @@ a bad flag or a missing file never leaves a half-written run behind.
 from __future__ import annotations
 
 import datetime as _dt
+import sys
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -75,7 +76,7 @@ def train_into(cfgs: list[RunConfig], datas: list, run_dirs: list[Path], env: di
 
     every = DEFAULT_INTERVAL if checkpoint_every is None else checkpoint_every
     ckpt = Checkpoint(Path(run_dirs[0]) / CHECKPOINT, [c.key() for c in cfgs], every)
-    state = ckpt.load(log)
+    state = ckpt.load(_warn)
     if state is not None:
         log(f"resuming from the checkpoint of epoch {state['epoch']} in {ckpt.path}")
 
@@ -98,7 +99,7 @@ def train_into(cfgs: list[RunConfig], datas: list, run_dirs: list[Path], env: di
         try:
             results = attempt(state)
         except CheckpointMismatch as e:
-            log(f"rote: checkpoint {ckpt.path} not used: it does not fit these runs ({e}); the run starts over")
+            _warn(f"rote: checkpoint {ckpt.path} not used: it does not fit these runs ({e}); the run starts over")
             results = attempt(None)
     except KeyboardInterrupt as e:
         raise RunInterrupted(Path(run_dirs[0]), ckpt.saved_epoch if ckpt.path.is_file() else None,
@@ -108,6 +109,11 @@ def train_into(cfgs: list[RunConfig], datas: list, run_dirs: list[Path], env: di
             save_model_file(Path(r) / MODEL, c.model, tuple(d.x_fit.shape[1:]), d.classes, res.weights)
     ckpt.remove()
     return results
+
+
+def _warn(line: str) -> None:
+    """What a user must hear even from a quiet run (a checkpoint refused): one line on stderr."""
+    print(line, file=sys.stderr)
 
 
 def save_model_file(path: Path, model: str, in_shape: tuple, classes: int, weights: dict) -> None:
@@ -156,6 +162,9 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[st
     check_model_name(cfg.model, in_shape=dataset.image_shape, classes=dataset.classes, shape_known=True)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
+        if (run_dir / CHECKPOINT).is_file():
+            raise RoteError(f"output directory {run_dir} holds an unfinished run; go on with it with "
+                            f"`rote run --resume {run_dir}`, or choose another --out")
         raise RoteError(f"output directory {run_dir} already exists and is not empty; choose another --out")
 
     env = environment(device, dataset)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -34,7 +33,7 @@ def _train_one(cfg: RunConfig, dest: Path, data_dir, checkpoint_every: Optional[
 
     t0 = time.time()
     try:
-        _, result = run(cfg, dest, dataset=load_cached(cfg.dataset, data_dir), log=_log, resume=True,
+        _, result = run(cfg, dest, dataset=load_cached(cfg.dataset, data_dir), log=lambda s: None, resume=True,
                         checkpoint_every=checkpoint_every)
     except RunInterrupted as e:
         raise _interrupted(e) from None
@@ -44,12 +43,6 @@ def _train_one(cfg: RunConfig, dest: Path, data_dir, checkpoint_every: Optional[
                 "traceback": traceback.format_exc(), "config": cfg.to_dict(), "host": os.uname().nodename}
     return {"key": cfg.key(), "status": "done", "outcome": result["outcome"], "seconds": time.time() - t0,
             "host": os.uname().nodename}
-
-
-def _log(line: str) -> None:
-    """A sweep's runs print nothing but what a user must know (a checkpoint refused)."""
-    if line.startswith("rote:"):
-        print(line, file=sys.stderr)
 
 
 def train_records(cfgs: list[RunConfig], dests: list[Path], data_dir=None, threads: Optional[int] = None,
@@ -71,7 +64,7 @@ def train_records(cfgs: list[RunConfig], dests: list[Path], data_dir=None, threa
     if len(cfgs) > 1:
         try:
             results = run_group(cfgs, dests, dataset=load_cached(cfgs[0].dataset, data_dir),
-                                checkpoint_every=checkpoint_every, log=_log)
+                                checkpoint_every=checkpoint_every)
             return [{"key": c.key(), "status": "done", "outcome": r["outcome"], "host": os.uname().nodename}
                     for c, r in zip(cfgs, results)]
         except RunInterrupted as e:

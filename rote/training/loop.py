@@ -331,6 +331,14 @@ def train_many(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.de
     """
     _check_shared(cfgs)
     device = device or resolve_device(cfgs[0].device)
+    # dropout draws from torch's global generator: seed it from the run (runs with dropout are never grouped),
+    # so that a run is the same in any process, and give the caller's generator back afterwards
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seeds_for(cfgs[0].seed)["dropout"])
+        return _train(cfgs, datas, device, on_epoch, progress, checkpoint, resume, keep_weights)
+
+
+def _train(cfgs, datas, device, on_epoch, progress, checkpoint, resume, keep_weights) -> list[TrainResult]:
     loop = _Loop(cfgs, datas, device, keep_weights)
     if resume is not None:
         loop.load_state(resume)
