@@ -136,7 +136,7 @@ name: slow
 base: {n_train: 300, epochs: 25, model: "cnn:4", stop_at: none, collapse_patience: 0, record_examples: false,
        device: cpu}
 cases:
-  - {seed: 0}
+  - {labels: permute}
 """
 
 
