@@ -33,6 +33,7 @@ from rote.data.prepare import prepare  # noqa: E402
 from rote.data.sources import load_dataset  # noqa: E402
 from rote.models import create_model  # noqa: E402
 from rote.config import resolve_device  # noqa: E402
+from rote.training.checkpoint import DEFAULT_INTERVAL  # noqa: E402
 from rote.training.loop import train_many  # noqa: E402
 
 
@@ -105,7 +106,7 @@ def dataloader_epochs(dataset, device, epochs: int) -> list[float]:
 def record_seconds(n_fit: int, batch: int, classes: int, device, repeats: int = 5) -> list[float]:
     """Seconds per epoch of the per-example record alone (its work on every batch's logits, and the
     copy to the host at the end of the epoch), timed apart from training, whose drift hides a 1% cost."""
-    from rote.training.loop import ExampleRecorder
+    from rote.training.recorder import ExampleRecorder
 
     rec = ExampleRecorder(1, n_fit, 1000, device)
     out = torch.randn(1, batch, classes, device=device)
@@ -117,11 +118,39 @@ def record_seconds(n_fit: int, batch: int, classes: int, device, repeats: int = 
         for i in range(0, n_fit, batch):
             idx = torch.arange(i, min(i + batch, n_fit), device=device)[None]
             rec.batch(idx, out[:, :idx.shape[1]], y[:, :idx.shape[1]])
-        rec.end_epoch(1, [0], [])
+        rec.end_epoch(1, [])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
     return times[1:]
+
+
+def checkpoint_seconds(dataset, device, repeats: int = 5, **over) -> tuple[list[float], list[float]]:
+    """(seconds of the copy of the training state that every epoch makes, seconds of one checkpoint written
+    to disk) for a seed-protocol run: the two costs of checkpointing, timed apart from training."""
+    import tempfile
+    from pathlib import Path
+
+    from rote.training.checkpoint import Checkpoint
+    from rote.training.loop import _Loop
+
+    cfg = RunConfig.from_dict({"stop_at": "none", "device": device.type, **over})
+    loop = _Loop([cfg], [prepare(dataset, cfg)], device, keep_weights=False)
+    loop.run_epoch(None, None)  # optimiser state and one epoch of history, as in a real checkpoint
+    copies, saves = [], []
+    with tempfile.TemporaryDirectory() as d:
+        ckpt = Checkpoint(Path(d) / "checkpoint.pt", [cfg.key()])
+        for _ in range(repeats + 1):
+            sync(device)
+            t0 = time.perf_counter()
+            state = loop.state()
+            sync(device)
+            t1 = time.perf_counter()
+            ckpt.save(state)
+            t2 = time.perf_counter()
+            copies.append(t1 - t0)
+            saves.append(t2 - t1)
+    return copies[1:], saves[1:]
 
 
 def row(name, secs, images, flops_per_image, peak):
@@ -166,6 +195,11 @@ def main():
     alone = statistics.median(record_seconds(n_fit, 32, 10, device))
     print(f"{'the per-example record alone':<38} {alone:8.3f} {'':>15} {'':>9} {'':>8} {'':>7}   "
           f"{100 * alone / statistics.median(off):.1f}% of an epoch")
+    copy, save = (statistics.median(v) for v in checkpoint_seconds(dataset, device))
+    cost = copy / statistics.median(off) + save / DEFAULT_INTERVAL
+    print(f"{'checkpoints (default interval)':<38} {copy + save:8.3f} {'':>15} {'':>9} {'':>8} {'':>7}   "
+          f"{100 * cost:.2f}% of training: a {copy * 1e3:.1f} ms copy each epoch, a {save * 1e3:.0f} ms write "
+          f"every {DEFAULT_INTERVAL:.0f} s")
     print(row("rote, seed protocol (channels-last)", rote_epochs(dataset, device, args.epochs, channels_last="true",
                                                              record_examples="false"), n_fit, fpi, peak))
     print(row("rote, seed protocol (contiguous)", rote_epochs(dataset, device, args.epochs, channels_last="false",

@@ -24,6 +24,7 @@ class RunResult:
     history: Any  # pandas.DataFrame of history.csv when pandas is importable, else {column: [values]}
     result: dict  # result.json (schema rote.experiments.record.RESULT_SCHEMA)
     dir: Path
+    model: Any = None  # the trained torch.nn.Module (eval mode, CPU), when run with save_model=True
 
     def __repr__(self) -> str:
         r = self.result
@@ -42,7 +43,8 @@ def config(**settings) -> RunConfig:
 
 
 def run(cfg: Optional[RunConfig] = None, *, out: Optional[PathLike] = None, data_dir: Optional[PathLike] = None,
-        quiet: bool = True, on_epoch: Optional[Callable] = None, **settings) -> RunResult:
+        quiet: bool = True, on_epoch: Optional[Callable] = None, save_model: bool = False,
+        checkpoint_every: Optional[float] = None, **settings) -> RunResult:
     """Train one model and record it, as ``rote run`` does; return a RunResult.
 
     ``cfg`` (from ``rote.config``) and/or any run setting as a keyword
@@ -50,17 +52,21 @@ def run(cfg: Optional[RunConfig] = None, *, out: Optional[PathLike] = None, data
     override cfg. ``out`` is the run directory (default: runs/<time>-<id>/),
     ``data_dir`` where the dataset's files are, ``quiet=False`` prints what
     ``rote run`` prints. ``on_epoch(record)`` is called after each epoch with
-    its rote.training.loop.EpochRecord.
+    its rote.training.records.EpochRecord. ``save_model=True`` keeps the final weights in model.pt and
+    returns the model in RunResult.model. ``checkpoint_every``: seconds between checkpoints (0: every
+    epoch; default 600); an interrupted run goes on with ``rote run --resume DIR``.
     """
-    from rote.experiments.run import run as run_one
+    from rote.experiments.run import load_model, run as run_one
 
     if cfg is not None and not isinstance(cfg, RunConfig):
         raise ConfigError(f"rote.run takes a RunConfig (from rote.config) or settings as keywords, got {cfg!r}")
     cfg = RunConfig.from_dict(settings, base=cfg) if settings or cfg is None else cfg
     run_dir, result = run_one(cfg, None if out is None else Path(out),
                               data_dir=None if data_dir is None else str(data_dir),
-                              log=(lambda s: None) if quiet else print, on_epoch=on_epoch)
-    return RunResult(cfg, _history(Path(run_dir)), result, Path(run_dir))
+                              log=(lambda s: None) if quiet else print, on_epoch=on_epoch,
+                              checkpoint_every=checkpoint_every, save_model=save_model)
+    return RunResult(cfg, _history(Path(run_dir)), result, Path(run_dir),
+                     load_model(Path(run_dir)) if save_model else None)
 
 
 def load(store: PathLike):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rote.config import RunConfig
 from rote.errors import RoteError
+from rote.interrupt import EXIT_TERMINATED, Terminated, sigterm_as_interrupt
 
 # help for each run setting; the flag is --name-with-dashes
 RUN_HELP = {
@@ -85,6 +86,19 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                        default=None, help=RUN_HELP[f.name] % {"default": getattr(defaults, f.name)})
 
 
+def _add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint-every", type=nonnegative_float, default=None, metavar="SECONDS",
+                   help="seconds between checkpoints of a run in flight, 0 for every epoch; a run also "
+                   "checkpoints when interrupted (default: 600)")
+
+
+def nonnegative_float(text: str) -> float:
+    x = float(text)
+    if not x >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return x
+
+
 def _config_from(args) -> RunConfig:
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
     return RunConfig.from_dict(overrides)
@@ -126,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="print only the summary, no per-epoch lines")
     r.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
                    help="also log each epoch's scalars for TensorBoard in DIR (needs the tensorboard package)")
+    r.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                   help="go on with the unfinished run in RUN_DIR from its checkpoint, with its own settings")
+    r.add_argument("--save-model", action="store_true", help="keep the final weights in model.pt "
+                   "(the model's state_dict)")
+    _add_checkpoint_flag(r)
     _add_run_flags(r)
 
     d = sub.add_parser("data", help="fetch and list datasets", description="Fetch datasets into rote's cache "
@@ -153,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--retries", type=nonnegative_int, default=2, help="times a run lost with its worker process "
                     "or node is retried (default: %(default)s)")
     sw.add_argument("--data-dir", default=None, help="directory holding the dataset's files")
+    _add_checkpoint_flag(sw)
     sw.add_argument("--dry-run", action="store_true", help="show the plan and the estimate, run nothing")
     sw.add_argument("--no-estimate", action="store_true", help="skip the time estimate")
     sw.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
@@ -175,10 +195,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _resumed_config(args) -> RunConfig:
+    """The settings of the unfinished run in --resume RUN_DIR; run flags cannot change them."""
+    from rote.experiments.record import CHECKPOINT, CONFIG, RESULT, read_record
+
+    d = args.resume
+    if args.out is not None or any(k.startswith("cfg_") and v is not None for k, v in vars(args).items()):
+        raise RoteError("--resume takes its settings and place from RUN_DIR; leave out --out and run settings")
+    if not (d / CONFIG).is_file():
+        raise RoteError(f"{d} is not a run directory (no {CONFIG}); give the --out of the run to resume")
+    if (d / RESULT).is_file():
+        raise RoteError(f"the run in {d} has finished; there is nothing to resume")
+    if not (d / CHECKPOINT).is_file():
+        print(f"rote: {d} has no {CHECKPOINT}; the run starts over there", file=sys.stderr)
+    try:
+        return RunConfig.from_dict(read_record(d)["config"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise RoteError(f"cannot read the settings in {d / CONFIG} ({e}); start a new run instead") from None
+
+
 def cmd_run(args) -> int:
     from rote.experiments.run import RunInterrupted, run
 
-    cfg = _config_from(args)
+    cfg = _resumed_config(args) if args.resume is not None else _config_from(args)
     progress = None
     if sys.stdout.isatty() and not args.quiet:
         from tqdm import tqdm
@@ -191,12 +230,16 @@ def cmd_run(args) -> int:
 
         tb = TensorBoardLogger(args.tensorboard, cfg)  # checks the package before anything trains
     try:
-        run_dir, result = run(cfg, args.out, data_dir=args.data_dir, log=log, progress=progress,
-                              on_epoch=tb and tb.on_epoch)
+        run_dir, result = run(cfg, args.resume or args.out, data_dir=args.data_dir, log=log, progress=progress,
+                              on_epoch=tb and tb.on_epoch, resume=args.resume is not None,
+                              checkpoint_every=args.checkpoint_every, save_model=args.save_model)
     except RunInterrupted as e:
-        print(f"\ninterrupted: config.json and history.csv up to the last full epoch are kept in {e.run_dir}",
-              file=sys.stderr)
-        return 130
+        how = "terminated" if e.terminated else "interrupted"
+        kept = (f"a checkpoint of epoch {e.kept_epoch} is kept in {e.run_dir}; go on with "
+                f"`rote run --resume {e.run_dir}`" if e.kept_epoch is not None else
+                f"config.json and history.csv are kept in {e.run_dir}, no epoch finished to resume from")
+        print(f"\n{how}: {kept}", file=sys.stderr)
+        return EXIT_TERMINATED if e.terminated else 130
     finally:
         if tb is not None:
             tb.close()
@@ -264,8 +307,10 @@ def cmd_sweep(args) -> int:
     print(f"sweep '{sweep.name}': {plural(len(sweep.configs), 'run')} ({plural(len(sweep.conditions()), 'condition')}"
           f" x {plural(len(sweep.seeds), 'seed')}); {len(plan.done)} already in {out}, {len(plan.todo)} to run")
     if plan.todo and not args.no_estimate:
-        for line in estimate_lines(execute.estimate(plan, jobs=args.jobs, group=args.group, backend=args.backend,
-                                                    data_dir=args.data_dir)):
+        from rote.experiments.estimate import estimate
+
+        for line in estimate_lines(estimate(plan, jobs=args.jobs, group=args.group, backend=args.backend,
+                                            data_dir=args.data_dir)):
             print(line)
     if args.dry_run:
         return 0
@@ -289,12 +334,14 @@ def cmd_sweep(args) -> int:
         bar.update(1)
 
     counts = execute.run_sweep(plan, jobs=args.jobs, group=args.group, backend=args.backend, address=args.address,
-                               retries=args.retries, data_dir=args.data_dir, on_result=on_result, log=bar.write)
+                               retries=args.retries, data_dir=args.data_dir, on_result=on_result, log=bar.write,
+                               checkpoint_every=args.checkpoint_every)
     bar.close()
     if counts["interrupted"]:
-        print(f"\ninterrupted: {counts['done']} run(s) finished and kept in {out}; rerun the same command to "
-              f"finish the rest", file=sys.stderr)
-        return 130
+        print(f"\n{'terminated' if counts['terminated'] else 'interrupted'}: {counts['done']} run(s) finished and "
+              f"kept in {out}, the runs in flight checkpointed; rerun the same command to resume them and finish "
+              f"the rest", file=sys.stderr)
+        return EXIT_TERMINATED if counts["terminated"] else 130
     print(f"{counts['done']} run(s) finished, {counts['failed']} failed; index: {out / 'index.csv'}" if plan.todo
           else f"nothing to run; index in {out / 'index.csv'}")
     if counts["failed"]:
@@ -441,6 +488,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    sigterm_as_interrupt()
     try:
         commands = {"run": cmd_run, "data": cmd_data, "models": cmd_models, "sweep": cmd_sweep, "table": cmd_table,
                     "plot": cmd_plot, "report": cmd_report, "studies": cmd_studies}
@@ -450,9 +498,10 @@ def main(argv=None) -> int:
     except RoteError as e:
         print(f"rote: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print("\nterminated" if terminated else "\ninterrupted", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else 130
     except BrokenPipeError:  # `rote ... | head` closed the pipe: stop quietly, as cat does
         import os
 

@@ -17,6 +17,6 @@ def seeds_for(seed: int) -> dict[str, int]:
     children are positional (child i's spawn key is (i,)), so a new stream
     goes at the END of the names and the others keep their values.
     """
-    names = ("labels", "inputs", "init", "order", "augment", "chance", "subset")
+    names = ("labels", "inputs", "init", "order", "augment", "chance", "subset", "dropout")
     children = np.random.SeedSequence(seed).spawn(len(names))
     return {n: int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for n, c in zip(names, children)}

@@ -31,7 +31,8 @@ from rote.data.formats import load as load_cifar
 from rote.data.sources import ArchiveSource, CacheSource, load_dataset
 from rote.errors import ConfigError, DataError
 from rote.models import available_models, count_parameters, create_model
-from rote.training.loop import lr_at, make_optimizer, train, train_many
+from rote.training.loop import train, train_many
+from rote.training.optim import lr_at, make_optimizer
 
 N = 4  # images per synthetic batch: 20 training and 4 test images
 FOLDER = "cifar-10-batches-py"

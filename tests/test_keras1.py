@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from rote.config import RunConfig
 from rote.data.prepare import prepare
-from rote.training.loop import AdamKeras1, keras1_cross_entropy, train
+from rote.training.loop import train
+from rote.training.optim import AdamKeras1, keras1_cross_entropy
 
 
 def keras12_adam(p, grads, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):

@@ -79,3 +79,25 @@ def test_killed_worker_is_retried_and_every_run_lands_once(tmp_path, mnist):
     assert not (store_dir / "failed").exists()
     for key in expected:
         assert (store.record_dir(key) / "history.csv").read_text().count("\n") == 41
+
+
+def test_ray_resumes_a_run_from_the_checkpoint_a_killed_sweep_left(tmp_path, mnist):
+    from test_resume import GROUP, _kill_after, _record
+
+    f = tmp_path / "pair.yaml"
+    f.write_text(GROUP.replace("{epochs: 3, labels: random}", "{epochs: 6, labels: random}"))
+    common = [str(f), "--group", "1", "--checkpoint-every", "0", "--no-estimate"]
+    ref = _run([*common, "--out", str(tmp_path / "ref"), "--jobs", "1"], tmp_path)
+    cut = _run([*common, "--out", str(tmp_path / "cut"), "--jobs", "1"], tmp_path)
+    store = Store(tmp_path / "cut")
+    _kill_after(cut, lambda: [t / "history.csv" for t in store.runs.glob(".tmp-*")], 3)
+    assert any((t / "checkpoint.pt").is_file() for t in store.runs.glob(".tmp-*"))
+    out, err = _run([*common, "--out", str(tmp_path / "cut"), "--backend", "ray"], tmp_path).communicate(timeout=600)
+    assert "resume from their checkpoints" in out + err, err
+    assert ref.wait(timeout=300) == 0
+    keys = {c.key() for c in parse_sweep(f.read_text()).configs}
+    assert store.done_keys() == keys and not list(store.runs.glob(".tmp-*"))
+    for k in keys:  # Ray's workers use another thread count: the same run, up to the last bits
+        (ha, ra, _), (hb, rb, _) = _record(tmp_path / "ref" / "runs" / k), _record(store.runs / k)
+        assert [r["epoch"] for r in ha] == [r["epoch"] for r in hb] and ra["outcome"] == rb["outcome"]
+        assert abs(ra["train_loss"] - rb["train_loss"]) < 1e-4 and not (store.runs / k / "checkpoint.pt").exists()

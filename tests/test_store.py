@@ -167,9 +167,10 @@ def test_ctrl_c_stops_the_sweep_at_once_and_records_no_failure(tmp_path, mnist, 
     assert "interrupted: 1 run(s) finished" in err and "Traceback" not in err
     assert not (store.root / "failed").exists()
     assert store.done_keys() == {parse_sweep(LONG).configs[0].key()}
-    # the runs in flight are discarded now, or by the next sweep (their process is gone)
+    # the runs in flight keep a checkpoint for the next sweep to resume; nothing else of them is left
     store.clean_stale()
-    assert not list(store.runs.glob(".tmp-*"))
+    temps = list(store.runs.glob(".tmp-*"))
+    assert temps and all((t / "checkpoint.pt").is_file() for t in temps)
 
 
 # -- 3. damaged, foreign or copied records --------------------------------------------------
@@ -226,7 +227,7 @@ def test_a_killed_worker_is_retried_and_the_sweep_carries_on(tmp_path, mnist):
     try:
         running = []
         assert _wait(lambda: running.extend(_training_temps(store, 1)) or running), "no run started"
-        victim = int(running[0].name.rsplit("-", 1)[1])
+        victim = int(running[0].name.rsplit("-", 1)[1].split(".")[0])
         assert victim != p.pid  # a worker's
         os.kill(victim, signal.SIGKILL)
         out, err = p.communicate(timeout=300)
@@ -236,6 +237,39 @@ def test_a_killed_worker_is_retried_and_the_sweep_carries_on(tmp_path, mnist):
     assert "4 run(s) finished, 0 failed" in out
     assert store.done_keys() == {c.key() for c in parse_sweep(text).configs}
     assert not (store.root / "failed").exists() and not list(store.runs.glob(".tmp-*"))
+
+
+KILLER = '''
+import multiprocessing
+import os
+import signal
+
+import torch.nn as nn
+
+
+def make(in_shape, classes):
+    # kills the worker that builds it, as an out-of-memory kill would (the driver only checks the name)
+    if multiprocessing.current_process().name != "MainProcess":
+        os.kill(os.getpid(), signal.SIGKILL)
+    c, h, w = in_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 8), nn.ReLU(), nn.Linear(8, classes))
+'''
+
+
+def test_a_run_that_kills_its_worker_fails_alone(tmp_path, mnist):
+    (tmp_path / "killer.py").write_text(KILLER)
+    f = tmp_path / "k.yaml"
+    text = LONG.replace("epochs: 5000", "epochs: 40").replace("  - {labels: true}", "  - {model: 'killer:make'}")
+    f.write_text(text)
+    store = Store(tmp_path / "store")
+    p = _popen(["sweep", f, "--out", store.root, "--jobs", "2", "--retries", "0", "--no-estimate"], tmp_path)
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 1, err
+    assert "3 run(s) finished, 1 failed" in out
+    (bad,) = [c for c in parse_sweep(text).configs if c.model == "killer:make"]
+    failed = json.loads((store.root / "failed" / f"{bad.key()}.json").read_text())
+    assert "worker process died 1 time(s)" in failed["error"]
+    assert store.done_keys() == {c.key() for c in parse_sweep(text).configs} - {bad.key()}
 
 
 # -- 5. every bad value, before anything is written -----------------------------------------

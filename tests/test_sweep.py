@@ -114,6 +114,7 @@ def test_sigkill_mid_sweep_then_resume_runs_everything_exactly_once(tmp_path, mn
 
 
 def test_estimate_uses_finished_runs(tmp_path, mnist):
+    from rote.experiments import estimate as timing
     from rote.experiments import execute
 
     store_dir = tmp_path / "store"
@@ -122,7 +123,7 @@ def test_estimate_uses_finished_runs(tmp_path, mnist):
     execute.start_store(plan)
     execute.run_local(plan, 1)
     more = parse_sweep(TINY.replace("seeds: 2", "seeds: [7]"))
-    est = execute.estimate(execute.plan(more, store_dir))
+    est = timing.estimate(execute.plan(more, store_dir))
     assert est.epochs_from == "from 3 finished runs" and est.low is not None
     # these runs use every epoch (stop_at none): the high end is the bound
     assert est.low <= est.high == pytest.approx(est.bound)

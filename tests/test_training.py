@@ -10,7 +10,10 @@ from rote.data.prepare import prepare
 import torch
 
 from rote.models import create_model
-from rote.training.loop import EpochRecord, Stopper, diagnose, train
+from rote.training.loop import train
+from rote.training.members import diagnose
+from rote.training.records import EpochRecord
+from rote.training.stopping import Stopper
 from rote.training.metrics import chance_analysis
 
 

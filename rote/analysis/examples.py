@@ -21,7 +21,7 @@ array                 shape    dtype     meaning
 ====================  =======  ========  =====================================================
 
 A long run of a large training set keeps every k-th epoch and its last (see
-rote.training.loop.EXAMPLE_CELLS); ``epoch`` says which, and the scores count
+rote.training.recorder.EXAMPLE_CELLS); ``epoch`` says which, and the scores count
 in those epochs.
 
 Every per-epoch value is taken at the example's presentation in that epoch:

@@ -9,37 +9,96 @@ and stopping the driver, killing a worker or losing a node loses at most the
 runs in flight: Ray retries a task whose worker or node died (``retries``
 times), and a run that still fails is recorded under ``failed/`` with its
 error. Rerunning the sweep skips every finished run.
+
+Checkpoints go the same way: a worker sends each checkpoint its runs write to
+a small keeper actor, the driver writes them into the store's temporary
+directories (as the local executor's runs do), and a task, retried or started
+by a later sweep, begins from the keeper's latest checkpoint.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
+from rote.config import RunConfig
 from rote.errors import RoteError
+from rote.atomic import write_atomic
 from rote.experiments.grouping import group_runs
+from rote.experiments.record import CHECKPOINT
+from rote.experiments.trainer import train_records
+
+# Seconds between a worker's looks for a new checkpoint to send to the driver.
+SEND_EVERY = 2.0
 
 
-def train_remote(cfg_dicts: list[dict], data_dir, threads: int) -> list[dict]:
-    """Runs on a Ray worker: train a group of runs in scratch directories, return their outcomes and files."""
-    from rote.experiments.execute import train_records
+class Keeper:
+    """A Ray actor between the workers and the driver: the latest checkpoint of each group (by its first key)."""
+
+    def __init__(self, start: dict):
+        self.latest, self.new = dict(start), {}
+
+    def put(self, key: str, blob: bytes) -> None:
+        self.latest[key] = self.new[key] = blob
+
+    def get(self, key: str):
+        return self.latest.get(key)
+
+    def take(self) -> dict:
+        new, self.new = self.new, {}
+        return new
+
+
+def _send_checkpoints(path: Path, key: str, keeper, stop: threading.Event) -> None:
+    """Send each new checkpoint file at ``path`` to the keeper (it is replaced atomically: read it whole)."""
+    seen = None
+    while True:
+        stopping = stop.wait(SEND_EVERY)
+        try:
+            stamp = path.stat().st_mtime_ns
+            if stamp != seen:
+                keeper.put.remote(key, path.read_bytes())
+                seen = stamp
+        except OSError:
+            pass
+        if stopping:
+            return
+
+
+def train_remote(cfg_dicts: list[dict], data_dir, threads: int, keeper=None,
+                 checkpoint_every: Optional[float] = None) -> list[dict]:
+    """Runs on a Ray worker: train a group of runs in scratch directories, return their outcomes and files.
+    The settings cross to the worker as plain dicts. With a keeper: start from its checkpoint of this group
+    and send it each new one."""
+    import ray
 
     scratch = Path(tempfile.mkdtemp(prefix="rote-"))
+    stop = threading.Event()
     try:
         dests = [scratch / f"run{i}" for i in range(len(cfg_dicts))]
-        outs = train_records(cfg_dicts, dests, data_dir=data_dir, threads=threads)
+        cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
+        if keeper is not None:
+            blob = ray.get(keeper.get.remote(cfgs[0].key()))
+            if blob:
+                write_atomic(dests[0] / CHECKPOINT, blob)
+            threading.Thread(target=_send_checkpoints, args=(dests[0] / CHECKPOINT, cfgs[0].key(), keeper, stop),
+                             daemon=True).start()
+        outs = train_records(cfgs, dests, data_dir=data_dir, threads=threads, checkpoint_every=checkpoint_every)
         for out, dest in zip(outs, dests):
             if out["status"] == "done":
                 out["files"] = {p.name: p.read_bytes() for p in dest.iterdir() if p.is_file()}
         return outs
     finally:
+        stop.set()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_ray(plan, *, address=None, data_dir=None, retries: int = 2, group: int = 1, gpu: bool = False,
-            on_result: Callable[[dict, int], None] = lambda r, running: None) -> None:
+            on_result: Callable[[dict, int], None] = lambda r, running: None,
+            checkpoint_every: Optional[float] = None) -> None:
     """Run the plan's to-do list on a Ray cluster (a local one without ``address``), one task per group.
 
     ``gpu``: each task asks for one GPU. ``on_result(outcome, runs still running)`` is called as each run lands.
@@ -57,22 +116,42 @@ def run_ray(plan, *, address=None, data_dir=None, retries: int = 2, group: int =
     total_cpus = int(ray.cluster_resources().get("CPU", 1))
     cpus = max(1, min(1 if gpu else 2, total_cpus))
     task = ray.remote(num_cpus=cpus, num_gpus=int(gpu), max_retries=retries)(train_remote)
-    pending = {task.remote([c.to_dict() for c in g], data_dir, cpus): g for g in group_runs(plan.todo, group)}
+    groups = group_runs(plan.todo, group)
+    start = {}
+    for g in groups:  # checkpoints an earlier sweep (local or Ray) left
+        path = plan.store.adopt(g[0].key()) / CHECKPOINT
+        if path.is_file():
+            start[g[0].key()] = path.read_bytes()
+    keeper = ray.remote(num_cpus=0)(Keeper).remote(start)
+    pending = {task.remote([c.to_dict() for c in g], data_dir, cpus, keeper, checkpoint_every): g for g in groups}
     left = len(plan.todo)
     try:
-        _collect(ray, plan, pending, left, total_cpus // cpus * group, on_result)
-    except KeyboardInterrupt:  # stop the tasks in flight: their runs are discarded, a rerun does them
+        _collect(ray, plan, pending, left, total_cpus // cpus * group, on_result, keeper)
+    except KeyboardInterrupt:  # stop the tasks in flight: their runs resume from the checkpoints kept here
         for ref in pending:
             try:
                 ray.cancel(ref, force=True)
             except Exception:  # already finished or gone
                 pass
+        _keep_checkpoints(ray, plan, keeper)
         raise
 
 
-def _collect(ray, plan, pending: dict, left: int, slots: int, on_result) -> None:
+def _keep_checkpoints(ray, plan, keeper) -> None:
+    """Write the checkpoints the workers sent since the last look into the store's temporary directories."""
+    try:
+        new = ray.get(keeper.take.remote(), timeout=30)
+    except Exception:  # the keeper is gone (the cluster is going down): the last ones kept must do
+        return
+    for key, blob in new.items():
+        if not plan.store.done(key):
+            write_atomic(plan.store.temp_dir(key) / CHECKPOINT, blob)
+
+
+def _collect(ray, plan, pending: dict, left: int, slots: int, on_result, keeper) -> None:
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)  # wakes up for Ctrl-C
+        _keep_checkpoints(ray, plan, keeper)
         for ref in ready:
             g = pending.pop(ref)
             try:

@@ -5,7 +5,7 @@
                     git commit, command line}
       labels.npy    structured array, one row per training image: label (used), true_label, changed,
                     validation (in the held-out last part)
-      history.csv   one row per epoch, columns rote.training.loop.EpochRecord.FIELDS, appended and
+      history.csv   one row per epoch, columns rote.training.records.EpochRecord.FIELDS, appended and
                     flushed as the run goes
       examples.npz  every training example at every presentation (rote.analysis.examples)
       scores.csv    one row per training example: the memorisation scores (rote.analysis.scores)
@@ -15,6 +15,8 @@
                     its given label), label, true_label, changed; Feldman & Zhang's memorisation scores
                     come from these files of K runs (rote.reporting.results.memorization_rows)
       result.json   RESULT_SCHEMA: the final numbers, the outcome and the chance analysis
+      model.pt      with --save-model: the final weights (torch.save of the model's state_dict)
+      checkpoint.pt only while the run is unfinished: where it resumes from (rote.training.checkpoint)
 
 A store's index.csv has one row per record: key, every setting, INDEX_RESULT_FIELDS and the chance band.
 Every file but history.csv is written atomically (a temporary file in the same directory, then
@@ -45,11 +47,14 @@ from rote.training.metrics import chance_analysis
 
 if TYPE_CHECKING:
     from rote.data.prepare import Prepared
-    from rote.training.loop import TrainResult
+    from rote.training.records import TrainResult
 
 CONFIG, LABELS, HISTORY, RESULT = "config.json", "labels.npy", "history.csv", "result.json"
 EXAMPLES, SCORES_CSV, DETECTION_CSV = "examples.npz", "scores.csv", "detection.csv"
 MEMBERSHIP = "membership.npz"
+# while a run trains: its checkpoint (rote.training.checkpoint), removed when the record is complete;
+# with --save-model: the final weights (a state_dict for the model the settings name)
+CHECKPOINT, MODEL = "checkpoint.pt", "model.pt"
 MEMBERSHIP_ARRAYS = ("index", "in_subset", "correct", "label", "true_label", "changed")
 RESULT_SCHEMA = "rote.result/1"
 # result.json's scalars in index.csv; `epochs_run` is the result's `epochs`, beside the setting `epochs` (the budget)
@@ -121,14 +126,20 @@ def environment(device, dataset=None) -> dict:
 
 
 class History:
-    """history.csv: a header, then one row per epoch, on disk as soon as it is known."""
+    """history.csv: a header, then one row per epoch, on disk as soon as it is known.
 
-    def __init__(self, path: Path, fields: Iterable[str]):
+    ``rows``: the epochs already trained (a run resumed from its checkpoint), written first.
+    """
+
+    def __init__(self, path: Path, fields: Iterable[str], rows: Iterable = ()):
         self.fields = list(fields)
         self._f = open(path, "w", newline="")
         self._w = csv.writer(self._f)
         self._w.writerow(self.fields)
+        for rec in rows:
+            self._w.writerow([_cell(getattr(rec, k, None)) for k in self.fields])
         self._f.flush()
+        os.fsync(self._f.fileno())
 
     def append(self, rec) -> None:
         """One epoch: any object with the columns as attributes (an EpochRecord)."""
@@ -164,9 +175,10 @@ def result_dict(cfg: RunConfig, data: Prepared, res: TrainResult) -> dict:
     }
 
 
-def open_record(cfg: RunConfig, data: Prepared, run_dir: Path, env: dict) -> History:
-    """Start a run's record: config.json and labels.npy now, history.csv to append each epoch to."""
-    from rote.training.loop import EpochRecord  # torch: only where a run trains
+def open_record(cfg: RunConfig, data: Prepared, run_dir: Path, env: dict, history: Iterable = ()) -> History:
+    """Start a run's record: config.json and labels.npy now, history.csv to append each epoch to
+    (beginning with ``history``, the epochs a resumed run has already trained)."""
+    from rote.training.records import EpochRecord
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -178,7 +190,7 @@ def open_record(cfg: RunConfig, data: Prepared, run_dir: Path, env: dict) -> His
     buf = io.BytesIO()
     np.save(buf, labels, allow_pickle=False)
     write_atomic(run_dir / LABELS, buf.getvalue())
-    return History(run_dir / HISTORY, EpochRecord.FIELDS)
+    return History(run_dir / HISTORY, EpochRecord.FIELDS, history)
 
 
 def write_examples(data: "Prepared", examples: dict, run_dir: Path) -> None:

@@ -7,6 +7,7 @@ a bad flag or a missing file never leaves a half-written run behind.
 from __future__ import annotations
 
 import datetime as _dt
+import sys
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -14,17 +15,19 @@ from rote.config import RunConfig, resolve_device
 from rote.data.prepare import prepare
 from rote.errors import RoteError
 from rote.models import check_fits, check_model, meta_parameters
-from rote.experiments.record import close_record, environment, open_record
-from rote.training.loop import EpochRecord, train
+from rote.atomic import write_atomic
+from rote.experiments.record import CHECKPOINT, MODEL, close_record, environment, open_record
+from rote.training.records import EpochRecord
 from rote.training.metrics import chance_sentence
 
 
 class RunInterrupted(Exception):
-    """Ctrl-C during a run; what was recorded so far is kept in run_dir."""
+    """Ctrl-C or SIGTERM during a run; what was recorded so far is kept in run_dir, with a checkpoint of
+    the last complete epoch (``kept_epoch``; None when none was written) to resume from."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, kept_epoch: Optional[int] = None, terminated: bool = False):
         super().__init__(str(run_dir))
-        self.run_dir = run_dir
+        self.run_dir, self.kept_epoch, self.terminated = run_dir, kept_epoch, terminated
 
 
 def default_run_dir(cfg: RunConfig, root: Path = Path("runs")) -> Path:
@@ -42,31 +45,115 @@ EPOCH_HEADER = (f"{'epoch':>12s} {'seconds':>7s} {'loss':>8s} {'acc':>7s} {'val_
                 f"{'full_train_acc':>14s}")
 
 
-def run_group(cfgs: list[RunConfig], run_dirs: list[Path], *, dataset) -> list[dict]:
-    """Train compatible runs side by side as one stacked model (rote.training.loop.train_many); one record each."""
-    from rote.training.loop import train_many
+def run_group(cfgs: list[RunConfig], run_dirs: list[Path], *, dataset, checkpoint_every: Optional[float] = None,
+              save_model: bool = False, log: Callable[[str], None] = lambda s: None) -> list[dict]:
+    """Train compatible runs side by side as one stacked model (rote.training.loop.train_many); one record each.
 
+    A checkpoint of the whole group is kept in the first run's directory (see ``train_into``)."""
     device = resolve_device(cfgs[0].device)
     datas = [prepare(dataset, c) for c in cfgs]
     c0, params = cfgs[0], meta_parameters(cfgs[0].model, datas[0].x_fit.shape[1:], datas[0].classes)
     if params is not None:  # R stacked models, refused before any is allocated
         check_fits(c0.model, params, device, c0.optimizer, c0.momentum, models=len(cfgs))
     env = {**environment(device, dataset), "group_size": len(cfgs)}
-    histories = [open_record(c, d, r, env) for c, d, r in zip(cfgs, datas, run_dirs)]
-    try:
-        results = train_many(cfgs, datas, device=device, on_epoch=lambda j, rec: histories[j].append(rec))
-    finally:
-        for h in histories:
-            h.close()
+    results = train_into(cfgs, datas, run_dirs, env, device=device, checkpoint_every=checkpoint_every,
+                         save_model=save_model, log=log)
     return [close_record(c, d, res, r) for c, d, res, r in zip(cfgs, datas, results, run_dirs)]
+
+
+def train_into(cfgs: list[RunConfig], datas: list, run_dirs: list[Path], env: dict, *, device,
+               on_epoch: Optional[Callable[[int, EpochRecord], None]] = None, progress=None,
+               checkpoint_every: Optional[float] = None, save_model: bool = False,
+               log: Callable[[str], None] = print) -> list:
+    """Train runs into their directories (config.json, labels.npy, history.csv as it grows; model.pt with
+    ``save_model``), resuming from the checkpoint in the first directory when there is one for these runs.
+
+    ``checkpoint_every``: seconds between checkpoints (0: every epoch; default DEFAULT_INTERVAL); a
+    checkpoint is also written when interrupted. On Ctrl-C or SIGTERM: RunInterrupted, the checkpoint kept.
+    The checkpoint is removed when the runs end; the caller then closes the records.
+    """
+    from rote.training.checkpoint import DEFAULT_INTERVAL, Checkpoint
+    from rote.training.loop import CheckpointMismatch, resumed_histories, train_many
+
+    from rote.interrupt import Terminated
+
+    every = DEFAULT_INTERVAL if checkpoint_every is None else checkpoint_every
+    ckpt = Checkpoint(Path(run_dirs[0]) / CHECKPOINT, [c.key() for c in cfgs], every)
+    state = ckpt.load(_warn)
+    if state is not None:
+        log(f"resuming from the checkpoint of epoch {state['epoch']} in {ckpt.path}")
+
+    def attempt(state):
+        old = resumed_histories(state, len(cfgs)) if state is not None else [[] for _ in cfgs]
+        histories = [open_record(c, d, r, env, h) for c, d, r, h in zip(cfgs, datas, run_dirs, old)]
+
+        def each(j, rec):
+            histories[j].append(rec)
+            if on_epoch is not None:
+                on_epoch(j, rec)
+        try:
+            return train_many(cfgs, datas, device=device, on_epoch=each, progress=progress, checkpoint=ckpt,
+                              resume=state, keep_weights=save_model)
+        finally:
+            for h in histories:
+                h.close()
+
+    try:
+        try:
+            results = attempt(state)
+        except CheckpointMismatch as e:
+            _warn(f"rote: checkpoint {ckpt.path} not used: it does not fit these runs ({e}); the run starts over")
+            results = attempt(None)
+    except KeyboardInterrupt as e:
+        raise RunInterrupted(Path(run_dirs[0]), ckpt.saved_epoch if ckpt.path.is_file() else None,
+                             isinstance(e, Terminated)) from None
+    if save_model:
+        for c, d, res, r in zip(cfgs, datas, results, run_dirs):
+            save_model_file(Path(r) / MODEL, c.model, tuple(d.x_fit.shape[1:]), d.classes, res.weights)
+    ckpt.remove()
+    return results
+
+
+def _warn(line: str) -> None:
+    """What a user must hear even from a quiet run (a checkpoint refused): one line on stderr."""
+    print(line, file=sys.stderr)
+
+
+def save_model_file(path: Path, model: str, in_shape: tuple, classes: int, weights: dict) -> None:
+    """model.pt: {'model': the model's name, 'in_shape', 'classes', 'state_dict'}; ``load_model`` rebuilds it."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"model": model, "in_shape": list(in_shape), "classes": classes, "state_dict": weights}, buf)
+    write_atomic(path, buf.getvalue())
+
+
+def load_model(run_dir: Path):
+    """The final model of a run recorded with save_model (model.pt), in eval mode on the CPU."""
+    import torch
+
+    from rote.models import create_model
+
+    path = Path(run_dir) / MODEL
+    if not path.is_file():
+        raise RoteError(f"{run_dir} has no {MODEL}; rerun with --save-model (save_model=True) to keep the weights")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = create_model(saved["model"], in_shape=tuple(saved["in_shape"]), classes=saved["classes"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
 
 
 def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[str] = None, dataset=None,
         log: Callable[[str], None] = print, progress=None,
-        on_epoch: Optional[Callable[[EpochRecord], None]] = None) -> tuple[Path, dict]:
+        on_epoch: Optional[Callable[[EpochRecord], None]] = None, resume: bool = False,
+        checkpoint_every: Optional[float] = None, save_model: bool = False) -> tuple[Path, dict]:
     """Run one experiment and record it in run_dir; return (run_dir, result).
 
     ``on_epoch(record)``, if given, is called after each epoch is recorded (TensorBoard, a notebook's plot).
+    ``resume``: run_dir may hold an unfinished run of these settings; go on from its checkpoint (or start
+    over in it, with one line saying why). ``checkpoint_every``, ``save_model``: see ``train_into``.
     """
     from rote.data.sources import load_dataset
 
@@ -79,7 +166,10 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[st
     check_model(cfg.model, in_shape=tuple(data.x_fit.shape[1:]), classes=data.classes, device=device,
                 optimizer=cfg.optimizer, momentum=cfg.momentum)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+        if (run_dir / CHECKPOINT).is_file():
+            raise RoteError(f"output directory {run_dir} holds an unfinished run; go on with it with "
+                            f"`rote run --resume {run_dir}`, or choose another --out")
         raise RoteError(f"output directory {run_dir} already exists and is not empty; choose another --out")
 
     env = environment(device, dataset)
@@ -92,22 +182,15 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[st
     log(f"labels: '{cfg.labels}' changed {int(data.changed.sum())} of {len(data.changed)} "
         f"({data.changed_fraction:.1%}); inputs: '{cfg.inputs}'")
 
-    history = open_record(cfg, data, run_dir, env)
     log(EPOCH_HEADER)
 
-    def each_epoch(rec: EpochRecord):
-        history.append(rec)
+    def each_epoch(j: int, rec: EpochRecord):
         log(epoch_line(rec, cfg.epochs))
         if on_epoch is not None:
             on_epoch(rec)
 
-    try:
-        res = train(cfg, data, device=device, on_epoch=each_epoch, progress=progress)
-    except KeyboardInterrupt:
-        raise RunInterrupted(run_dir) from None
-    finally:
-        history.close()
-
+    res, = train_into([cfg], [data], [run_dir], env, device=device, on_epoch=each_epoch, progress=progress,
+                      checkpoint_every=checkpoint_every, save_model=save_model, log=log)
     result = close_record(cfg, data, res, run_dir)
     log("")
     if res.message:

@@ -9,13 +9,16 @@
       index.csv         one row per finished run (record.index_csv); `pandas.read_csv(SWEEP_DIR/"index.csv")`
       .lock             held (flock) by the one sweep driver writing to the store; holds its pid
 
-A record is written in ``runs/.tmp-<key>-<pid>/`` (by the run itself, or by the
-driver from the files a Ray worker sends back) and renamed to ``runs/<key>/``
-only when complete and checked: the rename is atomic, so a record is either all
-there or not there, whatever kills the process (SIGKILL included). A rerun skips
-every key that has a valid record and discards temporary directories whose
-process is gone. A run whose settings differ in any field has another key, so a
-result is never reused for other settings.
+A record is written in ``runs/.tmp-<key>-<owner>/`` (owner: the writing process's
+pid and start time, ``owner_id``) by the run itself, or by the driver from the
+files a Ray worker sends back, and renamed to ``runs/<key>/`` only when complete
+and checked: the rename is atomic, so a record is either all there or not there,
+whatever kills the process (SIGKILL included). A rerun skips every key that has
+a valid record and discards temporary directories whose process is gone, except
+those holding a checkpoint (checkpoint.pt) of a run not yet done: the next
+process to train that run adopts the directory and resumes. A run whose
+settings differ in any field has another key, so a result is never reused for
+other settings.
 
 A record is trusted only after ``check_record``: its directory name, its
 config.json's key, the key recomputed from its settings and result.json's key
@@ -41,10 +44,10 @@ import numpy as np
 
 from rote.atomic import write_atomic
 from rote.errors import ConfigError, RoteError
-from rote.experiments.record import CONFIG, HISTORY, LABELS, RESULT, index_csv, read_record, write_json
+from rote.experiments.record import CHECKPOINT, CONFIG, HISTORY, LABELS, RESULT, index_csv, read_record, write_json
 
 REQUIRED = (CONFIG, HISTORY, LABELS, RESULT)
-TEXT_COLUMNS = {"dead_layer"}  # history.csv's one column of words (rote.training.loop.EpochRecord)
+TEXT_COLUMNS = {"dead_layer"}  # history.csv's one column of words (rote.training.records.EpochRecord)
 
 
 def _warn(msg: str) -> None:
@@ -59,6 +62,45 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
+def _start_time(pid: int) -> Optional[str]:
+    """When process ``pid`` started (clock ticks since boot, Linux's /proc), or None where that is unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+        return stat[stat.rindex(")") + 2:].split()[19]  # field 22; the name in () may hold spaces
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def owner_id(pid: Optional[int] = None) -> str:
+    """Who owns a temporary directory: 'pid.start' (the pid alone where the start time is unknown), so that a
+    pid the system reuses for another process does not keep a dead run's directory alive."""
+    pid = os.getpid() if pid is None else pid
+    start = _start_time(pid)
+    return f"{pid}.{start}" if start else str(pid)
+
+
+def owner_alive(owner: str) -> bool:
+    """Is the process named by owner_id (or, in directories of older versions, a bare pid) still running?"""
+    pid, _, start = owner.partition(".")
+    if not pid.isdigit() or not _pid_alive(int(pid)):
+        return False
+    return not start or _start_time(int(pid)) in (start, None)
+
+
+def temp_owner(path: Path) -> tuple[str, str]:
+    """(key, owner) of a temporary directory .tmp-<key>-<owner>."""
+    key, _, owner = path.name[len(".tmp-"):].rpartition("-")
+    return key, owner
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def check_record(d: Path, key: Optional[str] = None) -> Optional[str]:
@@ -170,18 +212,59 @@ class Store:
         return self.runs / key
 
     def temp_dir(self, key: str) -> Path:
-        return self.runs / f".tmp-{key}-{os.getpid()}"
+        return self.runs / f".tmp-{key}-{owner_id()}"
+
+    def _stale(self, pattern: str = ".tmp-*") -> list[Path]:
+        """Temporary directories whose process is gone (runs that were killed or interrupted), newest first."""
+        out = []
+        for p in self.runs.glob(pattern):
+            if owner_alive(temp_owner(p)[1]):
+                continue
+            out.append(p)
+        return sorted(out, key=lambda p: _mtime(p / CHECKPOINT), reverse=True)
 
     def clean_stale(self) -> int:
-        """Remove temporary directories whose process is gone (runs that were killed or interrupted)."""
+        """Remove the temporary directories of killed or interrupted runs, except those holding a checkpoint
+        of a run not yet done (``adopt`` resumes it); returns how many were removed."""
         n = 0
-        for p in self.runs.glob(".tmp-*"):
-            pid = p.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and _pid_alive(int(pid)):
+        for p in self._stale():
+            key = temp_owner(p)[0]
+            if (p / CHECKPOINT).is_file() and not self.done(key):
                 continue
             shutil.rmtree(p, ignore_errors=True)
             n += 1
         return n
+
+    def owners(self, keys: list[str]) -> set[int]:
+        """The pids of the processes that hold temporary directories of these keys (alive or not)."""
+        pids = set()
+        for key in keys:
+            for p in self.runs.glob(f".tmp-{key}-*"):
+                k, owner = temp_owner(p)
+                if k == key and owner.partition(".")[0].isdigit():
+                    pids.add(int(owner.partition(".")[0]))
+        return pids
+
+    def resumable(self) -> int:
+        """How many temporary directories of killed or interrupted runs hold a checkpoint to resume from."""
+        return sum((p / CHECKPOINT).is_file() for p in self._stale())
+
+    def adopt(self, key: str) -> Path:
+        """This process's temporary directory for ``key``: empty, or the newest checkpointed one a killed
+        or interrupted process left (renamed to this process's name, so that it is ours from now on)."""
+        mine = self.temp_dir(key)
+        shutil.rmtree(mine, ignore_errors=True)
+        for p in self._stale(f".tmp-{key}-*"):
+            if temp_owner(p)[0] != key:
+                continue
+            if (p / CHECKPOINT).is_file() and not mine.exists():
+                try:
+                    os.rename(p, mine)
+                    continue
+                except OSError:  # another process adopted it first
+                    pass
+            shutil.rmtree(p, ignore_errors=True)
+        return mine
 
     def quarantine(self, name: str, why: str) -> Path:
         """Move a record that failed its check to quarantine/<name>-<time>, so that a rerun redoes it."""
@@ -226,6 +309,7 @@ class Store:
                 shutil.rmtree(tmp, ignore_errors=True)
                 for name, blob in out.pop("files").items():
                     write_atomic(tmp / name, blob)
+            (tmp / CHECKPOINT).unlink(missing_ok=True)  # the record stays small: a finished run resumes nothing
             why = check_record(tmp, key)
             if why is None:
                 self.commit(key, tmp)

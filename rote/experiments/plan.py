@@ -1,0 +1,79 @@
+"""A sweep's plan: every run checked against its dataset and the store, split into done and to-do.
+
+Below both the executors and the time estimate: it creates nothing and trains nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from rote.config import RunConfig, resolve_device
+from rote.errors import ConfigError
+from rote.experiments.store import Store
+from rote.experiments.sweep import Sweep
+
+
+@functools.lru_cache(maxsize=None)  # per process: a worker loads each dataset once
+def load_cached(name: str, data_dir):
+    from rote.data.sources import load_dataset
+
+    return load_dataset(name, data_dir=data_dir, log=lambda s: None)
+
+
+@dataclass(frozen=True)
+class Plan:
+    sweep: Sweep
+    store: Store
+    todo: list[RunConfig]
+    done: list[RunConfig]
+    # {dataset: (classes, training images, image shape, test images)}, as dataset_shape gives them
+    shapes: dict = field(default_factory=dict)
+
+
+def dataset_shape(dataset: str, data_dir) -> tuple[int, int, tuple, int]:
+    """(classes, training images, image shape, test images) of a dataset: from the registry, without reading data,
+    so that a dry run works before the files are there; a user's npz file is read (it is small)."""
+    from rote.data.registry import get_spec
+
+    if dataset.startswith("npz:"):
+        ds = load_cached(dataset, data_dir)
+        return ds.classes, len(ds.y_train), tuple(ds.image_shape), len(ds.y_test)
+    spec = get_spec(dataset)
+    return spec.classes, spec.n_train, tuple(spec.image_shape), spec.n_test
+
+
+def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
+    """Check every run against its dataset and the store's place, then split into done and to-do;
+    creates nothing."""
+    from rote.data.prepare import input_shape
+    from rote.models import check_model_name
+
+    shapes = {name: dataset_shape(name, data_dir) for name in {c.dataset for c in sweep.configs}}
+    for name, n_train in {(c.dataset, c.n_train) for c in sweep.configs}:
+        classes, n = shapes[name][:2]
+        if not (classes <= n_train <= n):
+            raise ConfigError(f"n_train={n_train} is outside [{classes}, {n}] for {name}")
+    for model, dataset, preprocess in sorted({(c.model, c.dataset, c.preprocess) for c in sweep.configs}):
+        classes, _, image_shape, _ = shapes[dataset]
+        in_shape = input_shape(image_shape, preprocess) if len(image_shape) == 3 else tuple(image_shape)
+        check_model_name(model, in_shape=in_shape, classes=classes, shape_known=True)
+    store = Store(sweep_dir)
+    store.check_writable()
+    done_keys = store.done_keys()
+    runs = {c.key(): c for c in sweep.configs}  # a run listed twice runs once
+    return Plan(sweep, store, [c for k, c in runs.items() if k not in done_keys],
+                [c for k, c in runs.items() if k in done_keys], shapes)
+
+
+def parallelism(p: Plan, jobs: Optional[int] = None, group: Optional[int] = None,
+                backend: str = "local") -> tuple[str, int, int]:
+    """(device type, jobs, group) as run_sweep will use them: jobs default to one per two cores on a CPU,
+    one on a GPU; group defaults to 32 on a local GPU, else 1."""
+    device = resolve_device(p.todo[0].device).type if p.todo else "cpu"
+    jobs = jobs or (max(1, (os.cpu_count() or 1) // 2) if device == "cpu" else 1)
+    group = group or (32 if device == "cuda" and backend == "local" else 1)
+    return device, jobs, group
