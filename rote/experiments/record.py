@@ -82,27 +82,37 @@ def write_json(path: Path, obj: Any) -> None:
 DIST_NAME = "rote-memorization"  # the distribution's name (pyproject.toml); the import name is rote
 
 
-def git_commit() -> str | None:
-    """The commit of rote's own checkout, if rote runs from one; None for an installed copy.
+def git_state() -> tuple[Optional[str], Optional[bool]]:
+    """(commit, dirty) of rote's own checkout, if rote runs from one; (None, None) for an installed copy.
 
-    An installed rote may sit inside someone else's repository (a virtualenv in a project): that
-    repository's commit says nothing about rote, so the toplevel must hold rote's own pyproject.toml.
+    dirty: tracked files differ from the commit, so the commit alone does not say what ran. An installed
+    rote may sit inside someone else's repository (a virtualenv in a project): that repository's commit
+    says nothing about rote, so the toplevel must be the directory above the package and hold rote's own
+    pyproject.toml.
     """
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # rote/, above experiments/
     try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True,
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=package, capture_output=True, text=True,
                              timeout=5)
-        pyproject = Path(top.stdout.strip()) / "pyproject.toml"
-        if top.returncode != 0 or not pyproject.is_file() or not re.search(
-                rf'^name\s*=\s*"{DIST_NAME}"', pyproject.read_text(), re.M) or \
-                Path(top.stdout.strip()).resolve() != here.parent:
-            return None
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        root = Path(top.stdout.strip())
+        pyproject = root / "pyproject.toml"
+        if top.returncode != 0 or root.resolve() != package.parent or not pyproject.is_file() or not re.search(
+                rf'^name\s*=\s*"{DIST_NAME}"', pyproject.read_text(), re.M):
+            return None, None
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        return None
-    return (out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")) if out.returncode == 0 else None
+        return None, None
+    commit = out.stdout.strip()
+    if out.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}", commit):
+        return None, None
+    return commit, (bool(dirty.stdout.strip()) if dirty.returncode == 0 else None)
+
+
+def git_commit() -> Optional[str]:
+    """The 40-hex commit of rote's own checkout; None for an installed copy (see git_state)."""
+    return git_state()[0]
 
 
 def environment(device, dataset=None) -> dict:
@@ -112,7 +122,8 @@ def environment(device, dataset=None) -> dict:
 
     env = {"rote": rote.__version__, "torch": torch.__version__, "numpy": np.__version__,
            "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
-           "threads": torch.get_num_threads(), "git_commit": git_commit(), "command": sys.argv}
+           "threads": torch.get_num_threads(), "command": sys.argv}
+    env["git_commit"], env["git_dirty"] = git_state()
     if getattr(dataset, "sha256", None):  # a user's .npz: the setting names the path, this the bytes
         env["dataset_sha256"] = dataset.sha256
     if getattr(device, "type", None) == "cuda":

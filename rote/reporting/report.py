@@ -70,7 +70,7 @@ def _table(headers, rows, right=None) -> str:
 def _environment(data: SweepData) -> str:
     keys = [("rote", "rote"), ("torch", "torch"), ("numpy", "numpy"), ("python", "python"),
             ("device", "device"), ("gpu", "GPU"), ("threads", "CPU threads"), ("platform", "platform"),
-            ("git_commit", "git commit")]
+            ("git_commit", "git commit"), ("git_dirty", "uncommitted changes")]
     rows = []
     for k, name in keys:
         seen = Counter(fmt_value(r["environment"].get(k)) for r in data.records if r["environment"].get(k) is not None)
