@@ -90,9 +90,9 @@ def load(store: PathLike):
     runs = pd.read_csv(io.StringIO(index_csv(records)))
     frames = []
     for r in records:
-        if (Path(r["dir"]) / HISTORY).is_file():
-            h = pd.read_csv(Path(r["dir"]) / HISTORY)
-            h.insert(0, "key", r["key"])
+        if r.has(HISTORY):
+            h = pd.read_csv(r.path(HISTORY))
+            h.insert(0, "key", r.key)
             frames.append(h)
     histories = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["key", "epoch"])
     return runs, histories

@@ -216,9 +216,11 @@ def cmd_run(args) -> int:
 
 
 def _written(run_dir: Path) -> list[str]:
-    """The files a run directory holds, in the order its layout lists them (rote.experiments.record)."""
-    order = ["config.json", "labels.npy", "history.csv", "examples.npz", "scores.csv", "detection.csv",
-             "result.json", "curves.png", "curves.svg"]
+    """The files a run directory holds, in the order its layout lists them (rote.experiments.record), then
+    the figures."""
+    from rote.experiments.record import FILES
+
+    order = list(FILES)
     names = {p.name for p in Path(run_dir).iterdir() if p.is_file()}
     return [n for n in order if n in names] + sorted(names - set(order))
 
@@ -367,10 +369,12 @@ def cmd_table(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    from rote.experiments.record import CONFIG, HISTORY
+
     d = args.sweep_dir
-    if (d / "config.json").is_file():  # one run: redraw its curves
-        if not (d / "history.csv").is_file():
-            raise RoteError(f"{d} has config.json but no history.csv; a run directory from `rote run` has both")
+    if (d / CONFIG).is_file():  # one run: redraw its curves
+        if not (d / HISTORY).is_file():
+            raise RoteError(f"{d} has {CONFIG} but no {HISTORY}; a run directory from `rote run` has both")
         from rote.reporting.curves import plot_run
 
         paths = plot_run(d) if args.out is None else _plot_run_to(d, args.out)
@@ -381,7 +385,7 @@ def cmd_plot(args) -> int:
                         f"sweep's store (runs/ and index.csv, from `rote sweep`)")
     from rote.reporting.figures import plot_sweep
 
-    if (args.sweep_dir / "config.json").is_file():  # one run's directory: its curves and per-example figures
+    if (args.sweep_dir / CONFIG).is_file():  # one run's directory: its curves and per-example figures
         from rote.reporting.curves import plot_run
         paths = plot_run(args.sweep_dir, log=print)
     else:

@@ -48,6 +48,11 @@ def fit_threshold(stop_at: Optional[float]) -> float:
     return MEMORIZED_AT if stop_at is None else stop_at
 
 
+def reached(acc: float, stop_at: Optional[float]) -> bool:
+    """Has a full pass over the training part fitted it: an accuracy at or above the threshold."""
+    return acc >= fit_threshold(stop_at)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     # what is learned
@@ -78,7 +83,7 @@ class RunConfig:
     epochs: int = 1000
     val_split: float = 0.1  # Keras validation_split: the LAST fraction, before shuffling
     # when to stop
-    stop_at: Optional[float] = 0.997  # full-train-set accuracy that counts as memorised
+    stop_at: Optional[float] = MEMORIZED_AT  # full-train-set accuracy that counts as memorised
     eval_every: int = 0  # also evaluate the full training part every K epochs (0: only when triggered)
     collapse_patience: int = 2  # consecutive dead-network checks that find it dead before a run is collapsed
     record_examples: bool = True  # keep examples.npz: every training example at every presentation
@@ -100,8 +105,8 @@ class RunConfig:
         for key, raw in overrides.items():
             name = key.replace("-", "_")
             if name not in known:
-                hint = _closest(name, known)
-                raise ConfigError(f"unknown setting '{key}'" + (f" (did you mean '{hint}'?)" if hint else "")
+                hint = _closest(name, known) if len(name) < 100 else None
+                raise ConfigError(f"unknown setting {_quote(key)}" + (f" (did you mean '{hint}'?)" if hint else "")
                                   + f"; known settings: {', '.join(known)}")
             values[name] = parse_value(known[name], raw, key)
         cfg = dataclasses.replace(base, **values)
@@ -236,7 +241,7 @@ def _check_dataset(name: str) -> None:
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"unknown {name} '{value}'; choose one of: {', '.join(allowed)}")
+        raise ConfigError(f"unknown {name} {_quote(value)}; choose one of: {', '.join(allowed)}")
 
 
 def _closest(name: str, known: dict) -> Optional[str]:
@@ -301,4 +306,10 @@ def parse_value(f: dataclasses.Field, raw: Any, key: str) -> Any:
     else:
         raise AssertionError(f"unhandled field type {hint} for {f.name}")
     expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[hint]
-    raise ConfigError(f"setting '{key}' must be {expected}" + (" or none" if optional else "") + f", got {raw!r}")
+    raise ConfigError(f"setting '{key}' must be {expected}" + (" or none" if optional else "") + f", got {_quote(raw)}")
+
+
+def _quote(value: Any, limit: int = 60) -> str:
+    """repr(value) cut to ``limit`` characters: a value quoted in an error keeps the line short."""
+    text = repr(value) if len(str(value)) < 10 * limit else repr(str(value)[:limit])
+    return text if len(text) <= limit else text[:limit - 3] + "..."
