@@ -356,7 +356,32 @@ def _store(args):
     store = Store(args.sweep_dir)
     if not store.done_keys():
         raise RoteError(f"{args.sweep_dir} holds no finished runs; run `rote sweep FILE --out {args.sweep_dir}` first")
+    _check_writable(args.out or args.sweep_dir)
     return store
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse, before any work, to write tables, figures or a report where they cannot be written."""
+    import os
+
+    existing = out
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise RoteError(f"cannot write to {out}: {existing} is not a writable directory here; the store is "
+                        f"unchanged; give --out a writable directory")
+
+
+def _write_error(e: OSError, args) -> str | None:
+    """One line for a write that failed for want of space or permission; None for any other OSError."""
+    from rote.experiments.record import write_failed
+
+    kept = ("the store stays consistent: every finished record is complete, and the same command redoes the rest"
+            if args.command == "sweep" else "the store is unchanged" if args.command in ("table", "report", "plot")
+            else "nothing else was changed")
+    place = getattr(args, "out", None) or getattr(args, "sweep_dir", None) or Path(".")
+    error = write_failed(e, Path(e.filename) if isinstance(e.filename, str) else place, kept)
+    return None if error is None else str(error)
 
 
 def cmd_table(args) -> int:
@@ -462,6 +487,12 @@ def main(argv=None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 141
+    except OSError as e:  # a full disk, a read-only place: the user's to fix, not a bug
+        line = _write_error(e, args)
+        if line is None:
+            raise
+        print(f"rote: error: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -39,6 +39,11 @@ SCHEDULES = ("constant", "step")
 MEMORIZED_AT = 0.997
 
 
+# lr and weight_decay become float32 values in the optimiser's tensor arithmetic, so they must fit in one;
+# Adam's first step divides lr by 1 - beta1 = 0.1, hence the tenth
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+LARGEST_LR = FLOAT32_MAX / 10
+
 # Settings added after stores of results existed, with the value that means "as before".
 KEY_NEUTRAL = {"preprocess": "none", "subset": None, "label_seed": None}
 
@@ -128,8 +133,14 @@ class RunConfig:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a finite positive number, got {self.lr}")
+        if self.lr > LARGEST_LR:
+            raise ConfigError(f"lr must be a finite positive number of at most {LARGEST_LR:.3g} (training computes "
+                              f"in float32), got {self.lr:g}")
         if not (0 <= self.weight_decay < math.inf):
             raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.weight_decay > FLOAT32_MAX:
+            raise ConfigError(f"weight_decay must be a finite number >= 0 of at most {FLOAT32_MAX:.3g} (training "
+                              f"computes in float32), got {self.weight_decay:g}")
         if not (0.0 <= self.momentum < 1.0):
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.seed < 0:

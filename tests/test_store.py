@@ -3,6 +3,7 @@
 Every user error is one line on stderr and exit code 2, and leaves nothing half-written.
 """
 
+import errno
 import json
 import os
 import re
@@ -381,6 +382,10 @@ def test_a_killed_worker_is_retried_and_the_sweep_carries_on(tmp_path, mnist):
     ({"lr": "1e400"}, "lr must be a finite positive number"),
     ({"lr": "inf"}, "lr must be a finite positive number"),
     ({"weight_decay": "1e400"}, "weight_decay must be a finite number"),
+    # finite in Python, but past float32, where the optimiser computes
+    ({"lr": "1e39"}, "lr must be a finite positive number of at most 3.4e+37"),
+    ({"lr": "3.3e38"}, "lr must be a finite positive number of at most 3.4e+37"),
+    ({"weight_decay": "1e39"}, "weight_decay must be a finite number >= 0 of at most 3.4e+38"),
 ])
 def test_bad_run_values_are_config_errors(settings, words, tmp_path, capsys):
     with pytest.raises(ConfigError, match=re.escape(words)):
@@ -468,6 +473,88 @@ def test_read_only_store_is_one_line(small_store, tmp_path, capsys, monkeypatch)
     assert code == 2
     one_line(err, "not writable")
     assert sorted(p.name for p in store.root.rglob("*")) == before
+
+
+RUN = ["run", "--n-train", 100, "--model", "mlp:16", "--epochs", 1, "--record-examples", "false", "--device", "cpu",
+       "--quiet"]
+
+
+def test_run_out_that_cannot_be_made_is_one_line(tmp_path, capsys, mnist):
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (tmp_path / "afile", "is a file"),
+        (tmp_path / "afile" / "run", "is a file, not a directory"),
+        ("/proc/rote-run", "cannot make /proc/rote-run"),
+    ]
+    for out, words in cases:
+        code, _, err = run_main(capsys, *RUN, "--out", out)
+        assert code == 2, (out, err)
+        one_line(err, words)
+    assert (tmp_path / "afile").read_text() == "x" and not Path("/proc/rote-run").exists()
+
+
+def _as_another_user(monkeypatch):
+    """Judge permission bits as a user other than root would (root writes through them)."""
+    if os.geteuid() == 0:
+        from rote.experiments import record as record_module, store as store_module
+
+        def access(path, mode):
+            return not (mode & os.W_OK) or bool(os.stat(path).st_mode & 0o200)
+
+        for m in (store_module, record_module):
+            monkeypatch.setattr(m.os, "access", access)
+
+
+def test_table_report_plot_on_a_read_only_store_are_one_line(small_store, tmp_path, capsys, monkeypatch):
+    _as_another_user(monkeypatch)
+    store = copy_store(small_store, tmp_path)
+    before = sorted(str(p) for p in store.root.rglob("*"))
+    store.root.chmod(0o555)
+    try:
+        for command in ("table", "report", "plot"):
+            code, _, err = run_main(capsys, command, store.root)
+            assert code == 2, (command, err)
+            one_line(err, "not a writable directory")
+    finally:
+        store.root.chmod(0o755)
+    assert sorted(str(p) for p in store.root.rglob("*")) == before
+
+
+def _disk_full(monkeypatch, code=errno.ENOSPC):
+    """Every fsync (every file rote writes: atomic writes and history rows) fails as on a full disk."""
+    def fsync(fd):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_store_consistent(small_store, tmp_path, capsys, monkeypatch, mnist):
+    store = copy_store(small_store, tmp_path)
+    keys = store.done_keys()
+    before = {p: p.read_bytes() for p in store.root.rglob("*") if p.is_file() and p.name != ".lock"}
+    f = tmp_path / "s.yaml"
+    f.write_text(SMALL.replace("seeds: 2", "seeds: 3"))
+    _disk_full(monkeypatch)
+    code, _, err = run_main(capsys, *RUN, "--out", tmp_path / "run")
+    assert code == 2
+    one_line(err, "no space left on the device")
+    assert "partial run directory is removed" in err and not (tmp_path / "run").exists()
+    for args in (["table", store.root], ["sweep", f, "--out", store.root, "--jobs", 1, "--no-estimate"]):
+        code, _, err = run_main(capsys, *args)
+        assert code == 2, (args, err)
+        one_line(err, "no space left on the device")
+        assert ("the store stays consistent" if args[0] == "sweep" else "the store is unchanged") in err
+    monkeypatch.undo()
+    assert {p: p.read_bytes() for p in before} == before and Store(store.root).done_keys() == keys
+    assert not [p for p in store.root.rglob("*.part")] and not list(store.runs.glob(".tmp-*"))
+
+
+def test_a_read_only_filesystem_while_writing_is_one_line(small_store, tmp_path, capsys, monkeypatch):
+    store = copy_store(small_store, tmp_path)
+    _disk_full(monkeypatch, errno.EROFS)
+    code, _, err = run_main(capsys, "table", store.root)
+    assert code == 2
+    one_line(err, "Read-only file system")
 
 
 def test_a_closed_pipe_is_a_quiet_exit(tmp_path):

@@ -25,6 +25,7 @@ epoch that finished.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -176,6 +177,42 @@ def result_dict(cfg: RunConfig, data: Prepared, res: TrainResult) -> dict:
         "labels_changed": int(data.changed.sum()),
         "labels_changed_fraction": data.changed_fraction, "parameters": res.parameters,
     }
+
+
+# errors of a write that the user fixes by freeing space or choosing another place, not bugs
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def make_run_dir(run_dir: Path) -> None:
+    """Make an empty run directory, or say in one line (a RoteError) why it cannot be made here."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RoteError(f"output {run_dir} is a file, not a directory; choose another --out")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise RoteError(f"output directory {run_dir} already exists and is not empty; choose another --out")
+    existing = run_dir
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RoteError(f"cannot make {run_dir}: {existing} is a file, not a directory; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RoteError(f"cannot make {run_dir}: {existing} is not writable; choose another --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RoteError(f"cannot make {run_dir}: {e.strerror}; choose another --out") from None
+
+
+def write_failed(e: OSError, where: Path, kept: str) -> Optional[RoteError]:
+    """The one line for a write that failed for want of space or permission (None for any other error):
+    where it was writing, what stays as it was (``kept``), what to do."""
+    if e.errno in DISK_FULL:
+        return RoteError(f"no space left on the device writing {where}; {kept}; free space on that disk (old run "
+                         f"directories, a store's quarantine/) and run the same command again")
+    if e.errno in NOT_WRITABLE:
+        return RoteError(f"cannot write {e.filename or where} ({e.strerror}); {kept}; choose a writable --out")
+    return None
 
 
 def open_record(cfg: RunConfig, data: Prepared, run_dir: Path, env: dict) -> History:

@@ -7,14 +7,15 @@ a bad flag or a missing file never leaves a half-written run behind.
 from __future__ import annotations
 
 import datetime as _dt
+import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
 from rote.config import RunConfig, resolve_device
 from rote.data.prepare import prepare
-from rote.errors import RoteError
 from rote.models import check_model_name
-from rote.experiments.record import close_record, environment, open_record
+from rote.experiments.record import (DISK_FULL, close_record, environment, make_run_dir, open_record,
+                                    write_failed)
 from rote.training.loop import EpochRecord, train
 from rote.training.metrics import chance_sentence
 
@@ -58,13 +59,32 @@ def run_group(cfgs: list[RunConfig], run_dirs: list[Path], *, dataset) -> list[d
     return [close_record(c, d, res, r) for c, d, res, r in zip(cfgs, datas, results, run_dirs)]
 
 
-def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[str] = None, dataset=None,
-        log: Callable[[str], None] = print, progress=None,
-        on_epoch: Optional[Callable[[EpochRecord], None]] = None) -> tuple[Path, dict]:
+def run(cfg: RunConfig, run_dir: Optional[Path] = None, **kw) -> tuple[Path, dict]:
     """Run one experiment and record it in run_dir; return (run_dir, result).
 
-    ``on_epoch(record)``, if given, is called after each epoch is recorded (TensorBoard, a notebook's plot).
+    Keywords: data_dir, dataset, log, progress, and ``on_epoch(record)``, called after each epoch is
+    recorded (TensorBoard, a notebook's plot). A full disk or a place that cannot be written is one line
+    (a RoteError), and the run directory this call made is removed.
     """
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+    existed = run_dir.exists()
+    try:
+        return _run(cfg, run_dir, **kw)
+    except OSError as e:
+        where = Path(e.filename) if isinstance(e.filename, str) else run_dir
+        error = write_failed(e, where, "the partial run directory is removed" if not existed else
+                             "what the run wrote is left as it was")
+        if error is None or (e.errno not in DISK_FULL and run_dir.resolve() not in (where.resolve(),
+                                                                                   *where.resolve().parents)):
+            raise  # not a write into the run directory (reading the data, say): not ours to explain
+        if not existed:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise error from None
+
+
+def _run(cfg: RunConfig, run_dir: Path, *, data_dir: Optional[str] = None, dataset=None,
+         log: Callable[[str], None] = print, progress=None,
+         on_epoch: Optional[Callable[[EpochRecord], None]] = None) -> tuple[Path, dict]:
     from rote.data.sources import load_dataset
 
     cfg.validate()
@@ -73,9 +93,7 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[st
         dataset = load_dataset(cfg.dataset, data_dir=data_dir, log=log)
     data = prepare(dataset, cfg)
     check_model_name(cfg.model, in_shape=dataset.image_shape, classes=dataset.classes, shape_known=True)
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise RoteError(f"output directory {run_dir} already exists and is not empty; choose another --out")
+    make_run_dir(run_dir)
 
     env = environment(device, dataset)
     log(f"rote {env['rote']}  torch {env['torch']}  python {env['python']}  device {env['device']}"
