@@ -557,6 +557,42 @@ def test_a_read_only_filesystem_while_writing_is_one_line(small_store, tmp_path,
     one_line(err, "Read-only file system")
 
 
+# -- leftovers: scratch space named by its owner, removed by the next one -------------------------------
+
+
+def test_scratch_of_a_gone_process_is_removed_by_the_next(tmp_path):
+    from rote.experiments import scratch
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    me, start = os.getpid(), scratch._start_time(os.getpid())
+    dead = tmp_path / f"rote-{gone.pid}-{start}-abc"  # its process exited
+    reused = tmp_path / f"rote-{me}-{int(start) + 1}-abc"  # this pid, but another process's start
+    mine = tmp_path / f"rote-{me}-{start}-abc"  # a live owner's
+    other = tmp_path / "rote-notes"  # not scratch at all
+    for d in (dead, reused, mine, other):
+        (d / "run0").mkdir(parents=True)
+    with scratch.scratch("rote-", tmp_path) as d:
+        assert d.is_dir() and d.name.startswith(f"rote-{me}-{start}-")
+    assert not d.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other.name])
+
+
+def test_a_report_killed_mid_way_leaves_no_scratch_behind(small_store, tmp_path, capsys):
+    store = copy_store(small_store, tmp_path)
+    p = _popen(["report", store.root], tmp_path)
+    try:
+        assert _wait(lambda: list(store.root.glob(".rote-report-*")), 120), p.communicate()
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=60)
+    finally:
+        p.kill()
+    assert list(store.root.glob(".rote-report-*"))  # a kill runs no cleanup
+    code, _, err = run_main(capsys, "report", store.root)
+    assert code == 0, err
+    assert not list(store.root.glob(".rote-report-*"))
+
+
 def test_a_closed_pipe_is_a_quiet_exit(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "rote", "data", "list"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)

@@ -14,19 +14,19 @@ error. Rerunning the sweep skips every finished run.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from rote.errors import RoteError
 from rote.experiments.grouping import group_runs
+from rote.experiments.scratch import make_scratch
 
 
 def train_remote(cfg_dicts: list[dict], data_dir, threads: int) -> list[dict]:
     """Runs on a Ray worker: train a group of runs in scratch directories, return their outcomes and files."""
     from rote.experiments.execute import train_records
 
-    scratch = Path(tempfile.mkdtemp(prefix="rote-"))
+    scratch = make_scratch("rote-")  # named by this worker, so the next one removes it if this one is killed
     try:
         dests = [scratch / f"run{i}" for i in range(len(cfg_dicts))]
         outs = train_records(cfg_dicts, dests, data_dir=data_dir, threads=threads)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Optional
 
 from rote.atomic import write_atomic
+from rote.experiments.scratch import REPORT_SCRATCH, scratch
 from rote.reporting.figures import FIGURES, draw_figures
 from rote.reporting.results import CONFIG_FIELDS, OUTCOMES, SweepData, fit_epoch, fmt_value, load, summary_rows
 from rote.reporting.results import detection_rows
@@ -193,7 +193,10 @@ def write_report(store, out_path: Optional[Path] = None) -> Path:
     out = Path(out_path) if out_path is not None else data.store.root / "report.html"
     if out.is_dir():
         out = out / "report.html"
-    with tempfile.TemporaryDirectory(prefix="rote-report-") as tmp:
+    # scratch beside the report, named by this process: what a report killed mid-way leaves, the next
+    # report removes
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with scratch(REPORT_SCRATCH, out.parent) as tmp:
         figures, notes = draw_figures(data, tmp, formats=("png",))
         text = render(data, figures, notes)
     write_atomic(out, text.encode("utf-8"))
