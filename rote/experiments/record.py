@@ -2,7 +2,7 @@
 
     run_dir/
       config.json   {"config": every setting, "config_key", "environment": versions, device, threads,
-                    git commit, command line}
+                    git commit (git_commit, 40 hex) and git_dirty (tracked files changed), command line}
       labels.npy    structured array, one row per training image: label (used), true_label, changed,
                     validation (in the held-out last part)
       history.csv   one row per epoch, columns rote.training.loop.EpochRecord.FIELDS, appended and
@@ -14,12 +14,17 @@
                     dataset order: index, in_subset (trained on), correct (the final model, eval mode, gets
                     its given label), label, true_label, changed; Feldman & Zhang's memorisation scores
                     come from these files of K runs (rote.reporting.results.memorization_rows)
-      result.json   RESULT_SCHEMA: the final numbers, the outcome and the chance analysis
+      result.json   RESULT_SCHEMA: the final numbers, the outcome (OUTCOMES) and the chance analysis; each
+                    field's type and range are RESULT_FIELDS
 
 A store's index.csv has one row per record: key, every setting, INDEX_RESULT_FIELDS and the chance band.
 Every file but history.csv is written atomically (a temporary file in the same directory, then
 ``os.replace``), so a reader never sees half a file, whatever kills the writer; history.csv keeps every
 epoch that finished.
+
+Everything that reads a run directory reads it here: ``read_record`` gives a ``Record`` (settings,
+environment, result, a history read on first use), and ``check_run_dir`` says whether a record can be
+trusted.
 """
 
 from __future__ import annotations

@@ -17,19 +17,18 @@ every key that has a valid record and discards temporary directories whose
 process is gone. A run whose settings differ in any field has another key, so a
 result is never reused for other settings.
 
-A record is trusted only after ``check_record``: its directory name, its
-config.json's key, the key recomputed from its settings and result.json's key
-agree, and its files parse. Anything else under runs/ is named in a warning,
-never counted, and moved to quarantine/ by the next sweep, which then redoes it.
+A record is trusted only after ``check_record`` (rote.experiments.record.check_run_dir):
+its directory name, its config.json's key, the key recomputed from its settings
+and result.json's key agree, every file parses within bounds, and result.json
+has every field its schema asks for, of the type and in the range it says.
+Anything else under runs/ is named in a warning, never counted, and moved to
+quarantine/ by the next sweep, which then redoes it.
 """
 
 from __future__ import annotations
 
-import csv
 import errno
 import fcntl
-import io
-import json
 import os
 import shutil
 import sys
@@ -37,10 +36,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-import numpy as np
-
 from rote.atomic import write_atomic
-from rote.errors import ConfigError, RoteError
+from rote.errors import RoteError
 from rote.experiments.record import REQUIRED, Record, check_run_dir, index_csv, read_record, write_json
 
 
