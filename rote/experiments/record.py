@@ -726,7 +726,10 @@ def read_record(run_dir: Path) -> Record:
     that is missing or damaged; a result.json that breaks its schema reads as none (the store's check
     names it)."""
     d = Path(run_dir)
-    settings, key, env = _config_part(read_json(d / CONFIG))
+    try:
+        settings, key, env = _config_part(read_json(d / CONFIG))
+    except RecordError as e:
+        raise RecordError(f"run directory {d} cannot be read: {e}") from None
     result = {}
     if (d / RESULT).is_file():
         try:
