@@ -76,7 +76,7 @@ def load(store: PathLike):
         raise RoteError("rote.load needs pandas: pip install pandas") from None
     import io
 
-    from rote.experiments.record import CONFIG, HISTORY, index_csv, read_record
+    from rote.experiments.record import CONFIG, HISTORY, history_frame, index_csv, read_record
     from rote.experiments.store import Store
 
     root = Path(store)
@@ -91,7 +91,7 @@ def load(store: PathLike):
     frames = []
     for r in records:
         if r.has(HISTORY):
-            h = pd.read_csv(r.path(HISTORY))
+            h = history_frame(r.dir)
             h.insert(0, "key", r.key)
             frames.append(h)
     histories = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["key", "epoch"])
@@ -99,10 +99,9 @@ def load(store: PathLike):
 
 
 def _history(run_dir: Path):
-    from rote.experiments.record import HISTORY, read_history
+    from rote.experiments.record import history_frame, read_history
 
     try:
-        import pandas as pd
-    except ImportError:
+        return history_frame(run_dir)
+    except ImportError:  # no pandas: the columns as lists
         return read_history(run_dir)
-    return pd.read_csv(run_dir / HISTORY)

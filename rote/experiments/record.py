@@ -515,6 +515,17 @@ def read_history(run_dir: Path) -> dict[str, list]:
     return cols
 
 
+def history_frame(run_dir: Path):
+    """history.csv as a pandas DataFrame (read_history's columns, epochs as integers); needs pandas."""
+    import pandas as pd
+
+    frame = pd.DataFrame(read_history(run_dir))
+    for name in frame.columns:
+        if name not in HISTORY_TEXT_COLUMNS:  # an empty cell is NaN, as pandas reads a CSV
+            frame[name] = frame[name].astype("int64" if name == "epoch" else "float64")
+    return frame
+
+
 def _cell_value(v):
     if v in ("", None):
         return None
