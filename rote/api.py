@@ -82,7 +82,7 @@ def load(store: PathLike):
         raise RoteError("rote.load needs pandas: pip install pandas") from None
     import io
 
-    from rote.experiments.record import CONFIG, HISTORY, index_csv, read_record
+    from rote.experiments.record import CONFIG, HISTORY, history_frame, index_csv, read_record
     from rote.experiments.store import Store
 
     root = Path(store)
@@ -96,19 +96,18 @@ def load(store: PathLike):
     runs = pd.read_csv(io.StringIO(index_csv(records)))
     frames = []
     for r in records:
-        if (Path(r["dir"]) / HISTORY).is_file():
-            h = pd.read_csv(Path(r["dir"]) / HISTORY)
-            h.insert(0, "key", r["key"])
+        if r.has(HISTORY):
+            h = history_frame(r.dir)
+            h.insert(0, "key", r.key)
             frames.append(h)
     histories = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["key", "epoch"])
     return runs, histories
 
 
 def _history(run_dir: Path):
-    from rote.experiments.record import HISTORY, read_history
+    from rote.experiments.record import history_frame, read_history
 
     try:
-        import pandas as pd
-    except ImportError:
+        return history_frame(run_dir)
+    except ImportError:  # no pandas: the columns as lists
         return read_history(run_dir)
-    return pd.read_csv(run_dir / HISTORY)

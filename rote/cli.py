@@ -259,9 +259,11 @@ def cmd_run(args) -> int:
 
 
 def _written(run_dir: Path) -> list[str]:
-    """The files a run directory holds, in the order its layout lists them (rote.experiments.record)."""
-    order = ["config.json", "labels.npy", "history.csv", "examples.npz", "scores.csv", "detection.csv",
-             "result.json", "curves.png", "curves.svg"]
+    """The files a run directory holds, in the order its layout lists them (rote.experiments.record), then
+    the figures."""
+    from rote.experiments.record import FILES
+
+    order = list(FILES)
     names = {p.name for p in Path(run_dir).iterdir() if p.is_file()}
     return [n for n in order if n in names] + sorted(names - set(order))
 
@@ -401,7 +403,32 @@ def _store(args):
     store = Store(args.sweep_dir)
     if not store.done_keys():
         raise RoteError(f"{args.sweep_dir} holds no finished runs; run `rote sweep FILE --out {args.sweep_dir}` first")
+    _check_writable(args.out or args.sweep_dir)
     return store
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse, before any work, to write tables, figures or a report where they cannot be written."""
+    import os
+
+    existing = out
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise RoteError(f"cannot write to {out}: {existing} is not a writable directory here; the store is "
+                        f"unchanged; give --out a writable directory")
+
+
+def _write_error(e: OSError, args) -> str | None:
+    """One line for a write that failed for want of space or permission; None for any other OSError."""
+    from rote.experiments.record import write_failed
+
+    kept = ("the store stays consistent: every finished record is complete, and the same command redoes the rest"
+            if args.command == "sweep" else "the store is unchanged" if args.command in ("table", "report", "plot")
+            else "nothing else was changed")
+    place = getattr(args, "out", None) or getattr(args, "sweep_dir", None) or Path(".")
+    error = write_failed(e, Path(e.filename) if isinstance(e.filename, str) else place, kept)
+    return None if error is None else str(error)
 
 
 def cmd_table(args) -> int:
@@ -414,10 +441,12 @@ def cmd_table(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    from rote.experiments.record import CONFIG, HISTORY
+
     d = args.sweep_dir
-    if (d / "config.json").is_file():  # one run: redraw its curves
-        if not (d / "history.csv").is_file():
-            raise RoteError(f"{d} has config.json but no history.csv; a run directory from `rote run` has both")
+    if (d / CONFIG).is_file():  # one run: redraw its curves
+        if not (d / HISTORY).is_file():
+            raise RoteError(f"{d} has {CONFIG} but no {HISTORY}; a run directory from `rote run` has both")
         from rote.reporting.curves import plot_run
 
         paths = plot_run(d) if args.out is None else _plot_run_to(d, args.out)
@@ -428,7 +457,7 @@ def cmd_plot(args) -> int:
                         f"sweep's store (runs/ and index.csv, from `rote sweep`)")
     from rote.reporting.figures import plot_sweep
 
-    if (args.sweep_dir / "config.json").is_file():  # one run's directory: its curves and per-example figures
+    if (args.sweep_dir / CONFIG).is_file():  # one run's directory: its curves and per-example figures
         from rote.reporting.curves import plot_run
         paths = plot_run(args.sweep_dir, log=print)
     else:
@@ -507,6 +536,12 @@ def main(argv=None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 141
+    except OSError as e:  # a full disk, a read-only place: the user's to fix, not a bug
+        line = _write_error(e, args)
+        if line is None:
+            raise
+        print(f"rote: error: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

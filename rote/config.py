@@ -21,6 +21,8 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Optional
 
+import numpy as np
+
 from rote.errors import ConfigError, RoteError
 from rote.seeds import seeds_for  # noqa: F401  (kept here: rote.config.seeds_for is public)
 
@@ -38,6 +40,11 @@ SCHEDULES = ("constant", "step")
 MEMORIZED_AT = 0.997
 
 
+# lr and weight_decay become float32 values in the optimiser's tensor arithmetic, so they must fit in one;
+# Adam's first step divides lr by 1 - beta1 = 0.1, hence the tenth
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+LARGEST_LR = FLOAT32_MAX / 10
+
 # Settings added after stores of results existed, with the value that means "as before".
 KEY_NEUTRAL = {"preprocess": "none", "subset": None, "label_seed": None}
 
@@ -45,6 +52,11 @@ KEY_NEUTRAL = {"preprocess": "none", "subset": None, "label_seed": None}
 def fit_threshold(stop_at: Optional[float]) -> float:
     """The accuracy on the full training part that counts as memorised: the one definition."""
     return MEMORIZED_AT if stop_at is None else stop_at
+
+
+def reached(acc: float, stop_at: Optional[float]) -> bool:
+    """Has a full pass over the training part fitted it: an accuracy at or above the threshold."""
+    return acc >= fit_threshold(stop_at)
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,7 @@ class RunConfig:
     epochs: int = 1000
     val_split: float = 0.1  # Keras validation_split: the LAST fraction, before shuffling
     # when to stop
-    stop_at: Optional[float] = 0.997  # full-train-set accuracy that counts as memorised
+    stop_at: Optional[float] = MEMORIZED_AT  # full-train-set accuracy that counts as memorised
     eval_every: int = 0  # also evaluate the full training part every K epochs (0: only when triggered)
     collapse_patience: int = 2  # consecutive dead-network checks that find it dead before a run is collapsed
     record_examples: bool = True  # keep examples.npz: every training example at every presentation
@@ -99,8 +111,8 @@ class RunConfig:
         for key, raw in overrides.items():
             name = key.replace("-", "_")
             if name not in known:
-                hint = _closest(name, known)
-                raise ConfigError(f"unknown setting '{key}'" + (f" (did you mean '{hint}'?)" if hint else "")
+                hint = _closest(name, known) if len(name) < 100 else None
+                raise ConfigError(f"unknown setting {_quote(key)}" + (f" (did you mean '{hint}'?)" if hint else "")
                                   + f"; known settings: {', '.join(known)}")
             values[name] = parse_value(known[name], raw, key)
         cfg = dataclasses.replace(base, **values)
@@ -122,8 +134,14 @@ class RunConfig:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a finite positive number, got {self.lr}")
+        if self.lr > LARGEST_LR:
+            raise ConfigError(f"lr must be a finite positive number of at most {LARGEST_LR:.3g} (training computes "
+                              f"in float32), got {self.lr:g}")
         if not (0 <= self.weight_decay < math.inf):
             raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.weight_decay > FLOAT32_MAX:
+            raise ConfigError(f"weight_decay must be a finite number >= 0 of at most {FLOAT32_MAX:.3g} (training "
+                              f"computes in float32), got {self.weight_decay:g}")
         if not (0.0 <= self.momentum < 1.0):
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.seed < 0:
@@ -222,7 +240,7 @@ def _check_dataset(name: str) -> None:
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"unknown {name} '{value}'; choose one of: {', '.join(allowed)}")
+        raise ConfigError(f"unknown {name} {_quote(value)}; choose one of: {', '.join(allowed)}")
 
 
 def _closest(name: str, known: dict) -> Optional[str]:
@@ -287,4 +305,10 @@ def parse_value(f: dataclasses.Field, raw: Any, key: str) -> Any:
     else:
         raise AssertionError(f"unhandled field type {hint} for {f.name}")
     expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[hint]
-    raise ConfigError(f"setting '{key}' must be {expected}" + (" or none" if optional else "") + f", got {raw!r}")
+    raise ConfigError(f"setting '{key}' must be {expected}" + (" or none" if optional else "") + f", got {_quote(raw)}")
+
+
+def _quote(value: Any, limit: int = 60) -> str:
+    """repr(value) cut to ``limit`` characters: a value quoted in an error keeps the line short."""
+    text = repr(value) if len(str(value)) < 10 * limit else repr(str(value)[:limit])
+    return text if len(text) <= limit else text[:limit - 3] + "..."

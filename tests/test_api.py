@@ -216,8 +216,12 @@ def test_cli_small_faults(tmp_path, mnist):
 def test_git_commit_only_of_rotes_own_checkout(tmp_path):
     from rote.experiments import record
 
-    commit = record.git_commit()
-    assert commit is None or re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit)
+    # the suite runs from rote's checkout: the commit is recorded there, and whether the tree was dirty
+    assert (ROOT / ".git").exists()
+    commit, dirty = record.git_state()
+    assert re.fullmatch(r"[0-9a-f]{40}", commit or ""), commit
+    assert commit == subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert isinstance(dirty, bool)
     # a copy of rote inside someone else's repository records no commit
     import shutil
 
@@ -226,10 +230,10 @@ def test_git_commit_only_of_rotes_own_checkout(tmp_path):
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run(["git", "-C", str(repo), "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q",
                     "--allow-empty", "-m", "x"], check=True)
-    code = "from rote.experiments.record import git_commit; print(git_commit())"
+    code = "import rote; from rote.experiments.record import git_commit; print(rote.__file__, git_commit())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(repo / "lib")}, check=True)
-    assert out.stdout.strip() == "None"
+                         env={**os.environ, "PYTHONPATH": str(repo / "lib")}, cwd=tmp_path, check=True)
+    assert out.stdout.split() == [str(repo / "lib" / "rote" / "__init__.py"), "None"]
 
 
 # -- TensorBoard -----------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_run_writes_a_complete_record(tmp_path, mnist):
               "memorized_epoch", "seconds_per_epoch", "images_per_second", "chance", "verdict"):
         assert k in result
     assert set(result["chance"]) >= {"uniform", "histogram", "band"} and result["verdict"] in ("below", "within", "above")
-    assert result["epochs"] == 3 and result["outcome"] in ("unfinished", "memorized")
+    assert result["epochs"] == 3 and result["outcome"] in ("budget-spent", "memorized")
     rows = (out / "history.csv").read_text().strip().splitlines()
     assert len(rows) == 4 and rows[0].startswith("epoch,seconds,loss,acc,val_loss,val_acc")
     labels = np.load(out / "labels.npy")

@@ -19,7 +19,7 @@ def test_group_matches_separate_runs_including_early_stop(mnist):
     grouped = train_many(cfgs, datas)
     for c, d, g in zip(cfgs, datas, grouped):
         s = train(c, d)
-        assert (g.epochs, g.outcome) == (s.epochs, s.outcome) == (c.epochs, "unfinished")
+        assert (g.epochs, g.outcome) == (s.epochs, s.outcome) == (c.epochs, "budget-spent")
         cols = lambda r: [r.loss, r.acc, r.val_loss, r.val_acc, r.train_loss_full, r.train_acc_full]  # noqa: E731
         np.testing.assert_allclose([cols(r) for r in g.history], [cols(r) for r in s.history], atol=2e-4)
         assert [r.clean_acc for r in g.history] == pytest.approx([r.clean_acc for r in s.history], abs=2e-3)

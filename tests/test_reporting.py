@@ -106,8 +106,9 @@ def test_summary_rows_are_the_means_and_stds_of_the_result_files(store):
         # a 2-epoch run cannot fit 99.7% of its labels: the median time to memorise is not reached
         assert not [res for res in mine if res["outcome"] == "memorized"]
         assert row["km_median_epoch"] is None and row["km_median_seconds"] is None
-        for o in ("memorized", "collapsed", "unfinished", "diverged"):
+        for o in ("memorized", "collapsed", "budget-spent", "diverged"):
             k = sum(res["outcome"] == o for res in mine)
+            o = o.replace("-", "_")
             assert row[f"n_{o}"] == k and row[f"frac_{o}"] == k / len(mine)
             assert (row[f"frac_{o}_low"], row[f"frac_{o}_high"]) == wilson(k, len(mine))
         assert _approx(row["chance_low_mean"], statistics.fmean(res["chance"]["band"][0] for res in mine))
@@ -128,7 +129,7 @@ def test_memorised_runs_and_outcome_fractions(store, tmp_path):
     row = next(r for r in summary_rows(load(s)) if r["labels"] == "random" and r["n_train"] == 200)
     # Kaplan-Meier: the collapsed run is censored at its 2 epochs, so S(2) = 1/2 and the median is 2
     assert row["km_median_epoch"] == 2
-    assert row["frac_memorized"] == row["frac_collapsed"] == 0.5 and row["frac_unfinished"] == 0
+    assert row["frac_memorized"] == row["frac_collapsed"] == 0.5 and row["frac_budget_spent"] == 0
     assert row["n_memorized"] == 1 and row["n_collapsed"] == 1
     text, _ = write_table(s, tmp_path / "t")
     assert "1/2 memorised (9-91%)" in text and "1/2 collapsed (9-91%)" in text

@@ -53,6 +53,57 @@ def test_bad_sweep_files_name_the_line_and_field(text, where):
     assert where in str(e.value) and str(e.value).startswith("s.yaml")
 
 
+def _laughs(indent: str, levels: int = 9) -> list[str]:
+    """A billion-laughs bomb as YAML list items: each level names the one before nine times."""
+    lines = [f"{indent}- &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"{indent}- &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return lines
+
+
+HOSTILE = {
+    # aliases that expand to 9^9 values wherever they stand: refused from the event stream, never built
+    "laughs in description": "\n".join(["grid: {labels: [true]}", "description:", *_laughs("  ")]),
+    "laughs in base": "\n".join(["grid: {labels: [true]}", "base:", "  x:", *_laughs("    ")]),
+    "laughs in cases": "\n".join(["cases:", "  - labels:", *_laughs("    ")]),
+    "laughs in grid": "\n".join(["grid:", "  labels:", *_laughs("    ")]),
+    "laughs in seeds": "\n".join(["grid: {labels: [true]}", "seeds:", *_laughs("  ")]),
+    "nesting 10,000 deep (flow)": "grid: " + "[" * 10_000 + "]" * 10_000,
+    "nesting 40 deep (block)": "grid:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(40)) + "  " * 41 + "x\n",
+    "nesting 200 deep (flow mappings)": "grid: " + "{a: " * 200 + "1" + "}" * 200,
+    "a grid of 200,000 values written out": "grid:\n  lr: [" + ", ".join(["0.001"] * 200_000) + "]\n",
+    "a grid of 25,000 values": "grid:\n  lr: [" + ", ".join(f"{i + 1}e-5" for i in range(25_000)) + "]\n",
+    "a file over the size bound": "# " + "x" * (2 << 20) + "\ngrid: {labels: [true]}\n",
+    "a product of two grids of 5,000": "grid:\n  lr: [" + ", ".join(f"{i + 1}e-5" for i in range(5_000))
+                                        + "]\n  momentum: [" + ", ".join(f"0.{i:05d}" for i in range(5_000)) + "]\n",
+    "a million seeds over a few values": "grid: {labels: [true, random]}\nseeds: 999999999999",
+    "a value of 500,000 characters": "grid:\n  labels: [" + "x" * 500_000 + "]\n",
+    "a name of 500,000 characters": "name: " + "/" * 500_000 + "\ngrid: {labels: [true]}\n",
+    "a setting named by a list": "base: {[1, 2]: 3}\ngrid: {labels: [true]}\n",
+    "a setting named by a number": "base: {7: 3}\ngrid: {labels: [true]}\n",
+    "an unknown key of 100,000 characters": "k" * 100_000 + ": 1\ngrid: {labels: [true]}\n",
+    "expect_epochs a huge list": "grid: {labels: [true]}\nexpect_epochs: [" + "1, " * 5_000 + "1]\n",
+}
+
+
+@pytest.mark.parametrize("what", HOSTILE)
+def test_hostile_sweep_files_are_refused_in_one_short_line(what, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        parse_sweep(HOSTILE[what], "hostile.yaml")
+    msg = str(e.value)
+    assert msg.startswith("hostile.yaml") and "\n" not in msg and len(msg) <= 400, msg
+    f = tmp_path / "hostile.yaml"
+    f.write_text(HOSTILE[what])
+    with pytest.raises(ConfigError):
+        load_sweep(f)
+
+
+def test_runs_are_counted_before_values_are_checked():
+    # 5,000 x 5,000 bad learning rates: the count refuses it, not the first bad value
+    text = "grid:\n  lr: [" + ", ".join(["-1"] * 5_000) + "]\n  seed_like: [" + ", ".join(["1"] * 5_000) + "]\n"
+    with pytest.raises(ConfigError, match="25,000,000 runs"):
+        parse_sweep(text)
+
+
 def test_missing_sweep_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read sweep file"):
         load_sweep(tmp_path / "nope.yaml")

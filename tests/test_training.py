@@ -91,7 +91,7 @@ def test_a_plateau_that_is_not_dead_goes_on_and_is_called_stalled(mnist):
     s = Stopper(cfg, entropy=2.2996)
     stops = [s.update(_plateau(e, dead_share=share, dead_layer=where, logit_spread=spread), 1.0)
              for e in range(1, 41)]
-    assert stops == [False] * 39 + [True] and s.outcome == "unfinished" and "stalled" in s.message
+    assert stops == [False] * 39 + [True] and s.outcome == "budget-spent" and "stalled" in s.message
     assert "since epoch 1" in s.message
     # dead on one check, alive on the next: the count starts again
     s = Stopper(cfg, entropy=2.2996)

@@ -19,7 +19,6 @@ by a later sweep, begins from the keeper's latest checkpoint.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Optional
@@ -33,6 +32,7 @@ from rote.experiments.trainer import train_records
 
 # Seconds between a worker's looks for a new checkpoint to send to the driver.
 SEND_EVERY = 2.0
+from rote.experiments.scratch import make_scratch
 
 
 class Keeper:
@@ -75,7 +75,7 @@ def train_remote(cfg_dicts: list[dict], data_dir, threads: int, keeper=None,
     and send it each new one."""
     import ray
 
-    scratch = Path(tempfile.mkdtemp(prefix="rote-"))
+    scratch = make_scratch("rote-")  # named by this worker, so the next one removes it if this one is killed
     stop = threading.Event()
     try:
         dests = [scratch / f"run{i}" for i in range(len(cfg_dicts))]

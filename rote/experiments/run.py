@@ -7,6 +7,7 @@ a bad flag or a missing file never leaves a half-written run behind.
 from __future__ import annotations
 
 import datetime as _dt
+import shutil
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -16,7 +17,8 @@ from rote.data.prepare import prepare
 from rote.errors import RoteError
 from rote.models import check_fits, check_model, meta_parameters
 from rote.atomic import write_atomic
-from rote.experiments.record import CHECKPOINT, MODEL, close_record, environment, open_record
+from rote.experiments.record import (CHECKPOINT, DISK_FULL, MODEL, close_record, environment, make_run_dir,
+                                    open_record, write_failed)
 from rote.training.records import EpochRecord
 from rote.training.metrics import chance_sentence
 
@@ -145,16 +147,35 @@ def load_model(run_dir: Path):
     return model.eval()
 
 
-def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[str] = None, dataset=None,
-        log: Callable[[str], None] = print, progress=None,
-        on_epoch: Optional[Callable[[EpochRecord], None]] = None, resume: bool = False,
-        checkpoint_every: Optional[float] = None, save_model: bool = False) -> tuple[Path, dict]:
+def run(cfg: RunConfig, run_dir: Optional[Path] = None, **kw) -> tuple[Path, dict]:
     """Run one experiment and record it in run_dir; return (run_dir, result).
 
-    ``on_epoch(record)``, if given, is called after each epoch is recorded (TensorBoard, a notebook's plot).
-    ``resume``: run_dir may hold an unfinished run of these settings; go on from its checkpoint (or start
-    over in it, with one line saying why). ``checkpoint_every``, ``save_model``: see ``train_into``.
+    Keywords: data_dir, dataset, log, progress, ``on_epoch(record)`` (called after each epoch is recorded:
+    TensorBoard, a notebook's plot), ``resume`` (run_dir may hold an unfinished run of these settings; go on
+    from its checkpoint, or start over in it with one line saying why), ``checkpoint_every`` and
+    ``save_model`` (see ``train_into``). A full disk or a place that cannot be written is one line (a
+    RoteError), and the run directory this call made is removed.
     """
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+    existed = run_dir.exists()
+    try:
+        return _run(cfg, run_dir, **kw)
+    except OSError as e:
+        where = Path(e.filename) if isinstance(e.filename, str) else run_dir
+        error = write_failed(e, where, "the partial run directory is removed" if not existed else
+                             "what the run wrote is left as it was")
+        if error is None or (e.errno not in DISK_FULL and run_dir.resolve() not in (where.resolve(),
+                                                                                   *where.resolve().parents)):
+            raise  # not a write into the run directory (reading the data, say): not ours to explain
+        if not existed:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise error from None
+
+
+def _run(cfg: RunConfig, run_dir: Path, *, data_dir: Optional[str] = None, dataset=None,
+         log: Callable[[str], None] = print, progress=None,
+         on_epoch: Optional[Callable[[EpochRecord], None]] = None, resume: bool = False,
+         checkpoint_every: Optional[float] = None, save_model: bool = False) -> tuple[Path, dict]:
     from rote.data.sources import load_dataset
 
     cfg.validate()
@@ -165,12 +186,11 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, *, data_dir: Optional[st
     # the shape the model sees (after preprocessing); too big for this device or a wrong shape: one line, nothing written
     check_model(cfg.model, in_shape=tuple(data.x_fit.shape[1:]), classes=data.classes, device=device,
                 optimizer=cfg.optimizer, momentum=cfg.momentum)
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
-        if (run_dir / CHECKPOINT).is_file():
+    if not resume:
+        if run_dir.is_dir() and (run_dir / CHECKPOINT).is_file():
             raise RoteError(f"output directory {run_dir} holds an unfinished run; go on with it with "
                             f"`rote run --resume {run_dir}`, or choose another --out")
-        raise RoteError(f"output directory {run_dir} already exists and is not empty; choose another --out")
+        make_run_dir(run_dir)
 
     env = environment(device, dataset)
     log(f"rote {env['rote']}  torch {env['torch']}  python {env['python']}  device {env['device']}"

@@ -20,19 +20,18 @@ process to train that run adopts the directory and resumes. A run whose
 settings differ in any field has another key, so a result is never reused for
 other settings.
 
-A record is trusted only after ``check_record``: its directory name, its
-config.json's key, the key recomputed from its settings and result.json's key
-agree, and its files parse. Anything else under runs/ is named in a warning,
-never counted, and moved to quarantine/ by the next sweep, which then redoes it.
+A record is trusted only after ``check_record`` (rote.experiments.record.check_run_dir):
+its directory name, its config.json's key, the key recomputed from its settings
+and result.json's key agree, every file parses within bounds, and result.json
+has every field its schema asks for, of the type and in the range it says.
+Anything else under runs/ is named in a warning, never counted, and moved to
+quarantine/ by the next sweep, which then redoes it.
 """
 
 from __future__ import annotations
 
-import csv
 import errno
 import fcntl
-import io
-import json
 import os
 import shutil
 import sys
@@ -40,14 +39,9 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-import numpy as np
-
 from rote.atomic import write_atomic
 from rote.errors import ConfigError, RoteError
-from rote.experiments.record import CHECKPOINT, CONFIG, HISTORY, LABELS, RESULT, index_csv, read_record, write_json
-
-REQUIRED = (CONFIG, HISTORY, LABELS, RESULT)
-TEXT_COLUMNS = {"dead_layer"}  # history.csv's one column of words (rote.training.records.EpochRecord)
+from rote.experiments.record import CHECKPOINT, REQUIRED, Record, check_run_dir, index_csv, read_record, write_json
 
 
 def _warn(msg: str) -> None:
@@ -104,48 +98,11 @@ def _mtime(path: Path) -> float:
 
 
 def check_record(d: Path, key: Optional[str] = None) -> Optional[str]:
-    """Why the record in ``d`` cannot be trusted, or None if it can.
+    """Why the record in ``d`` cannot be trusted, or None if it can (rote.experiments.record.check_run_dir).
 
     ``key``: the key it must have (default: the directory's name).
     """
-    from rote.config import RunConfig
-
-    d = Path(d)
-    key = key or d.name
-    for name in REQUIRED:
-        if not (d / name).is_file():
-            return f"{name} is missing"
-    try:
-        cfg = json.loads((d / CONFIG).read_bytes().decode())
-        if not isinstance(cfg, dict) or not isinstance(cfg.get("config"), dict):
-            return f"{CONFIG} has no settings"
-        result = json.loads((d / RESULT).read_bytes().decode())
-        if not isinstance(result, dict):
-            return f"{RESULT} is not a mapping"
-    except (UnicodeDecodeError, ValueError) as e:
-        return f"a JSON file does not parse ({type(e).__name__})"
-    try:
-        real = RunConfig.from_dict(cfg["config"]).key()
-    except (ConfigError, TypeError, AttributeError) as e:
-        return f"its settings are not valid ({e})"
-    keys = {"directory": key, "config.json": cfg.get("config_key"), "settings": real,
-            "result.json": result.get("config_key")}
-    if len(set(keys.values())) != 1:
-        return "keys disagree: " + ", ".join(f"{k} {v}" for k, v in keys.items())
-    try:
-        with open(d / HISTORY, encoding="utf-8", newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows or "epoch" not in rows[0] or any(len(r) != len(rows[0]) for r in rows):
-            return f"{HISTORY} is empty, ragged or has no epoch column"
-        numeric = [i for i, name in enumerate(rows[0]) if name not in TEXT_COLUMNS]
-        for r in rows[1:]:
-            [float(r[i]) for i in numeric if r[i] != ""]
-        labels = np.load(io.BytesIO((d / LABELS).read_bytes()), allow_pickle=False)
-        if labels.dtype.names is None or "label" not in labels.dtype.names:
-            return f"{LABELS} has no labels"
-    except (UnicodeDecodeError, ValueError, OSError, EOFError) as e:
-        return f"a file does not parse ({type(e).__name__}: {e})"[:200]
-    return None
+    return check_run_dir(d, key)
 
 
 class Store:
@@ -373,7 +330,7 @@ class Store:
         bad = set(self._scan(self._warn_once if warn else lambda n, w: None))
         return {n for n in self._valid if n not in bad and (self.runs / n).is_dir()}
 
-    def records(self) -> Iterator[dict]:
+    def records(self) -> Iterator[Record]:
         """Every valid finished run, as rote.experiments.record.read_record gives it, in key order."""
         return (read_record(self.record_dir(k)) for k in sorted(self.done_keys()))
 

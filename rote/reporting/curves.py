@@ -1,6 +1,6 @@
 """The seed's figure for one run: loss and val_loss against epoch, plus accuracies.
 
-Reads only the run directory (history.csv, result.json, config.json), so it
+Reads only the run directory (through rote.experiments.record), so it
 can be redrawn at any time without retraining. The per-example figures of a
 run (``examples.npz``/``scores.csv``) are drawn beside it by
 ``rote.reporting.examples_figures``.
@@ -8,12 +8,12 @@ run (``examples.npz``/``scores.csv``) are drawn beside it by
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
-from rote.reporting.results import labels_in_words, read_history, setting_in_words
+from rote.experiments.record import read_record
+from rote.reporting.results import labels_in_words, setting_in_words
 from rote.reporting.style import save, subplots
 
 
@@ -43,9 +43,8 @@ def plot_run(run_dir: Path, log=None) -> list[Path]:
 
 
 def _plot_curves(run_dir: Path) -> list[Path]:
-    h = read_history(run_dir)
-    result = json.loads((run_dir / "result.json").read_text()) if (run_dir / "result.json").exists() else {}
-    cfg = json.loads((run_dir / "config.json").read_text())["config"]
+    rec = read_record(run_dir)
+    h, cfg = rec.history, rec.config
     ep = h.get("epoch", [])
     fig, (ax_loss, ax_acc) = subplots(ncols=2, width=4.2, height=3.2)
 
@@ -72,17 +71,17 @@ def _plot_curves(run_dir: Path) -> list[Path]:
         pts = _points(ep, h.get(col), 100)
         if pts:
             ax_acc.plot(*zip(*pts), label=lab, **style)
-    chance = (result.get("chance") or {}).get("uniform", 0.1)
+    chance = rec.chance_uniform or 0.1
     ax_acc.axhline(100 * chance, color="grey", ls="--", lw=1, label=f"uniform chance ({chance:.0%})")
-    if result.get("test_acc") is not None and ep:
+    if rec.test_acc is not None and ep:
         # the test accuracy is one number, after the last epoch: drawn there, with its chance band there only
         x = max(e for e in ep if e is not None)
-        band = (result.get("chance") or {}).get("band")
-        if band and None not in band:
+        band = rec.chance_band
+        if None not in band:
             ax_acc.fill_between([x - 0.3, x + 0.3], [100 * band[0]] * 2, [100 * band[1]] * 2, color="grey",
                                 alpha=0.35, lw=0, zorder=1, label="95% chance band of the test acc")
-        ax_acc.scatter([x], [100 * result["test_acc"]], marker="D", s=30, color="C3", zorder=4,
-                       label=f"final test acc ({result['test_acc']:.2%})")
+        ax_acc.scatter([x], [100 * rec.test_acc], marker="D", s=30, color="C3", zorder=4,
+                       label=f"final test acc ({rec.test_acc:.2%})")
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy (%)")
     ax_acc.set_ylim(0, 101)

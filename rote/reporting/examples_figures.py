@@ -27,7 +27,8 @@ from typing import Optional
 
 import numpy as np
 
-from rote.reporting.results import SCORES_CSV, labels_in_words, setting_in_words
+from rote.experiments.record import SCORES_CSV, read_record
+from rote.reporting.results import labels_in_words, setting_in_words
 from rote.reporting.style import plt, save, subplots
 
 KEPT, CHANGED = "#1f77b4", "#d62728"
@@ -172,9 +173,8 @@ def plot_examples(run_dir: Path, score: str = "first_learned", k: int = 24) -> t
     if not (run_dir / SCORES_CSV).is_file():
         return [], [f"no {SCORES_CSV} in {run_dir} (recorded with record_examples false): no per-example figures"]
     scores = read_scores(run_dir)
-    cfg = json.loads((run_dir / "config.json").read_text())["config"]
-    result = json.loads((run_dir / "result.json").read_text()) if (run_dir / "result.json").is_file() else {}
-    epochs = int(result.get("epochs") or cfg["epochs"])
+    rec = read_record(run_dir)
+    cfg, epochs = rec.config, rec.epochs_or_budget
     paths, notes = [], []
     images, why = images_for(cfg)
     if images is None:

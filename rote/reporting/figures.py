@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from rote.config import fit_threshold
 from rote.data.corruption import parse_label_corruption
 from rote.errors import ConfigError
+from rote.experiments.record import BUDGET_SPENT
 from rote.reporting.results import (OUTCOMES, Condition, SweepData, condition_in_words, detection_rows, fit_epoch,
                                     kaplan_meier, load, mean_std, median_while_all_running, representative_runs,
                                     time_to_memorise)
@@ -149,7 +150,7 @@ def _mean_and_range(ax, per: dict, n_runs: int, color, alpha: float, **kw):
 
 def _not_fit_proxies(ax, kinds: set):
     """Legend entries for the runs that did not memorise."""
-    if "unfinished" in kinds:
+    if BUDGET_SPENT in kinds:
         ax.scatter([], [], marker="o", s=30, facecolors="none", edgecolors="0.3", lw=1.2,
                    label="did not fit within budget")
     if kinds & {"collapsed", "diverged"}:
@@ -183,14 +184,14 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="Kaplan-Meier median
                     top = max(top, e / div)
                     ax.scatter([xj], [e / div], s=14, color=color, alpha=0.55, lw=0, zorder=3)
                 else:
-                    outcome = r["result"].get("outcome", "unfinished")
-                    y = (r["result"].get("epochs") or r["config"]["epochs"]) / div
+                    outcome = r.outcome
+                    y = r.epochs_or_budget / div
                     top = max(top, y)
                     if outcome in ("collapsed", "diverged"):
                         missed.add(outcome)
                         ax.scatter([xj], [y], marker="x", s=30, color=color, lw=1.2, zorder=3)
                     else:
-                        missed.add("unfinished")
+                        missed.add(BUDGET_SPENT)
                         ax.scatter([xj], [y], marker="o", s=30, facecolors="none", edgecolors=color, lw=1.2,
                                    zorder=3)
             km = kaplan_meier(*time_to_memorise(c.runs))
@@ -205,7 +206,7 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="Kaplan-Meier median
                 nr_x.append(x)
                 nr_y.append(max(time_to_memorise(c.runs)[0] or [0]) / div)
             if counts:
-                k = sum(r["result"].get("outcome") == "memorized" for r in c.runs)
+                k = sum(r.memorized for r in c.runs)
                 ax.annotate(f"{k}/{n}", (x, top), textcoords="offset points", xytext=(0, 5 + 9 * si), ha="center",
                             va="bottom", fontsize=7, color=color)
         if mx:
@@ -225,7 +226,7 @@ def _median_not_reached_proxy(ax):
 
 def _budget_line(ax, conditions):
     budgets = {c.settings.get("epochs") for c in conditions}
-    all_fit = all(r["result"].get("outcome") == "memorized" for c in conditions for r in c.runs)
+    all_fit = all(r.memorized for c in conditions for r in c.runs)
     if len(budgets) == 1 and not all_fit:  # a far-off budget line only squashes the data
         b = budgets.pop()
         ax.axhline(b, color="0.5", ls=":", lw=1, label=f"epoch budget ({b})", zorder=1)
@@ -385,11 +386,11 @@ def time_to_fit(data: SweepData):
 def test_error(data: SweepData):
     lay = _layout(data)
     series = lay.series
-    if not any(r["result"].get("test_acc") is not None for r in data.records):
+    if not any(r.test_acc is not None for r in data.records):
         raise Skip("no run has a test accuracy")
     jit = _jitter_cat if lay.categorical else _jitter_lin(lay.ticks)
     fig, (ax,) = subplots(width=5.2 if lay.categorical else 4.4, height=3.4)
-    uniform = mean_std((r["result"].get("chance") or {}).get("uniform") for r in data.records)[0] or 0.1
+    uniform = mean_std(r.chance_uniform for r in data.records)[0] or 0.1
     ax.axhline(100 * (1 - uniform), color="0.3", ls="--", lw=1,
                label=f"uniform guessing ({100 * (1 - uniform):.0f}% error)")
     # each condition's own chance band (mean over its seeds), a grey bar at its x
@@ -397,7 +398,7 @@ def test_error(data: SweepData):
     band_label = "95% chance band of each condition (relabelled predictions)"
     for si, (_, items) in enumerate(series):
         for x, c in items:
-            bands = [(r["result"].get("chance") or {}).get("band") for r in c.runs]
+            bands = [r.chance_band for r in c.runs]
             bands = [b for b in bands if b and None not in b]
             if not bands:
                 continue
@@ -414,7 +415,7 @@ def test_error(data: SweepData):
         for x, c in items:
             errs = []
             for j, r in enumerate(c.runs):
-                acc = r["result"].get("test_acc")
+                acc = r.test_acc
                 if acc is None:
                     continue
                 errs.append(100 * (1 - acc))
@@ -452,17 +453,17 @@ def capacity(data: SweepData):
             thresholds.add(fit_threshold(c.settings.get("stop_at")))
             accs = []
             for j, r in enumerate(c.runs):
-                a = r["result"].get("train_acc")
+                a = r.train_acc
                 if a is None:
                     continue
                 accs.append(100 * a)
-                mem = r["result"].get("outcome") == "memorized"
+                mem = r.memorized
                 ax_acc.scatter([_jitter_log(x, j, len(c.runs))], [100 * a], s=22 if not mem else 14, zorder=3,
                                facecolors=color if mem else "none", edgecolors=color, lw=1.0,
                                alpha=0.6 if mem else 1.0)
             line.add(x, accs)
         line.draw(ax_acc, color, label or "mean ± std over seeds")
-        every = {x: all(r["result"].get("outcome") == "memorized" for r in c.runs) for x, c in items}
+        every = {x: all(r.memorized for r in c.runs) for x, c in items}
         all_mem, not_all = [x for x in every if every[x]], [x for x in every if not every[x]]
         claim = (f"every seed memorised up to N={int(max(all_mem))}" if all_mem else "no N had every seed memorise")
         if not_all:
@@ -542,27 +543,25 @@ def seed_outcomes(data: SweepData):
     seen = set()
     uniform = None
     for x, r in zip(xs, c.runs):
-        res = r["result"]
-        outcome = res.get("outcome", "unfinished")
+        outcome = r.outcome
         color = OUTCOME_COLORS.get(outcome, "0.3")
         marker = OUTCOME_MARKERS.get(outcome, "o")
-        chance = res.get("chance") or {}
-        uniform = chance.get("uniform", uniform)
-        band = chance.get("band")
+        uniform = r.chance_uniform or uniform
+        band = r.chance_band
         if band and None not in band:
             ax.vlines(x, 100 * band[0], 100 * band[1], color="0.6", lw=7, alpha=0.45, zorder=1,
                       label="95% chance band" if x == 0 else None)
         lab = outcome if outcome not in seen else None
         seen.add(outcome)
-        if res.get("test_acc") is not None:
-            ax.scatter([x], [100 * res["test_acc"]], color=color, marker=marker, s=36, zorder=3, label=lab,
+        if r.test_acc is not None:
+            ax.scatter([x], [100 * r.test_acc], color=color, marker=marker, s=36, zorder=3, label=lab,
                        edgecolors="white", lw=0.5)
-        if res.get("train_acc") is not None:
-            ax_tr.scatter([x], [100 * res["train_acc"]], color=color, marker=marker, s=36, zorder=3,
+        if r.train_acc is not None:
+            ax_tr.scatter([x], [100 * r.train_acc], color=color, marker=marker, s=36, zorder=3,
                           edgecolors="white", lw=0.5)
             e = fit_epoch(r)[0]
             if e is not None:
-                ax_tr.annotate(f"{e}", (x, 100 * res["train_acc"]), textcoords="offset points", xytext=(0, -7),
+                ax_tr.annotate(f"{e}", (x, 100 * r.train_acc), textcoords="offset points", xytext=(0, -7),
                                ha="center", va="top", fontsize=7, color="0.25")
     if uniform is not None:
         ax.axhline(100 * uniform, color="0.3", ls="--", lw=1, label=f"uniform chance ({100 * uniform:.0f}%)")
@@ -577,14 +576,14 @@ def seed_outcomes(data: SweepData):
     ax.set_ylim(bottom=0)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Test accuracy vs chance")
-    lo = min([100 * r["result"]["train_acc"] for r in c.runs if r["result"].get("train_acc") is not None]
+    lo = min([100 * r.train_acc for r in c.runs if r.train_acc is not None]
              + [100 * stop])
     ax_tr.set_ylim(max(0.0, lo - 0.15 * (100 - lo) - 1), 100.4)
     ax_tr.set_ylabel("final training accuracy (%)")
     ax_tr.set_title("Fit of the training set")
     legend(ax_tr, sources=[ax], fontsize=7.5, outside=True)
-    counts = ", ".join(f"{sum(r['result'].get('outcome') == o for r in c.runs)} {o}" for o in OUTCOMES
-                       if any(r["result"].get("outcome") == o for r in c.runs))
+    counts = ", ".join(f"{sum(r.outcome == o for r in c.runs)} {o}" for o in OUTCOMES
+                       if any(r.outcome == o for r in c.runs))
     caption = (f"Each seed of {c.label}: left, test accuracy (true test labels) with the 95% band a model "
                f"predicting this way reaches by chance and the uniform-guessing line; right, final training "
                f"accuracy, with the epoch it memorised below each marker; colour and marker give the outcome "
@@ -672,7 +671,7 @@ def _per_run_panels(data: SweepData, draw):
 @figure("first_learned", "When examples are learned: kept vs changed labels")
 def first_learned(data: SweepData):
     fig = _per_run_panels(data, lambda ex, ax, r: ex.draw_first_learned(
-        ax, ex.read_scores(r["dir"]), int(r["result"].get("epochs") or r["config"]["epochs"])))
+        ax, ex.read_scores(r.dir), r.epochs_or_budget))
     caption = ("For one run per condition (seed 0): the share of training examples first predicted right by each "
                "epoch, for kept and for changed labels; examples never learned are left out of the curve (their "
                "share is in the legend). Arpit et al. 2017: networks fit the clean examples first.")
@@ -681,7 +680,7 @@ def first_learned(data: SweepData):
 
 @figure("data_map", "Data maps")
 def data_map(data: SweepData):
-    fig = _per_run_panels(data, lambda ex, ax, r: ex.draw_data_map(ax, ex.read_scores(r["dir"])))
+    fig = _per_run_panels(data, lambda ex, ax, r: ex.draw_data_map(ax, ex.read_scores(r.dir)))
     caption = ("For one run per condition (seed 0): each training example's confidence (mean probability of its "
                "given label over the epochs) against its variability (the std of that probability), red where "
                "rote changed the label (Swayamdipta et al. 2020, dataset cartography).")
@@ -693,7 +692,7 @@ def examples_grid(data: SweepData, k: int = 16):
     ex, reps = _reps(data)
     imgs, notes = [], []
     for c, r in reps:
-        im, why = ex.images_for(r["config"])
+        im, why = ex.images_for(r.config)
         if im is None:
             notes.append(why)
         else:
@@ -706,7 +705,7 @@ def examples_grid(data: SweepData, k: int = 16):
         fig = plt.figure(figsize=(8.0, len(imgs) * (1.3 * rows_per + 0.5)))
     gs = fig.add_gridspec(len(imgs), 1, hspace=0.45)
     for i, (c, r, im) in enumerate(imgs):
-        ex.draw_grid(fig, gs[i], ex.read_scores(r["dir"]), im, "first_learned", k, ncols=ncols,
+        ex.draw_grid(fig, gs[i], ex.read_scores(r.dir), im, "first_learned", k, ncols=ncols,
                      title=f"{c.label} (seed {r['config']['seed']})")
     caption = (f"For one run per condition (seed 0): the {k} training examples learned last (highest first-learned "
                "epoch; never learned first), as the network saw them, with the given / true label above each (red: "

@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Optional
 
 from rote.atomic import write_atomic
+from rote.experiments.scratch import REPORT_SCRATCH, scratch
 from rote.reporting.figures import FIGURES, draw_figures
 from rote.reporting.results import CONFIG_FIELDS, OUTCOMES, SweepData, fit_epoch, fmt_value, load, summary_rows
 from rote.reporting.results import detection_rows
@@ -39,7 +39,7 @@ figcaption { font-size: 0.9em; color: #333; max-width: 60em; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 .note { color: #666; font-size: 0.85em; }
 code { font-size: 0.95em; }
-.o-memorized { color: #1f7a30; } .o-collapsed { color: #b01c1c; } .o-unfinished { color: #b35900; }
+.o-memorized { color: #1f7a30; } .o-collapsed { color: #b01c1c; } .o-budget-spent { color: #b35900; }
 .o-diverged { color: #6a2f8c; }
 """
 
@@ -70,7 +70,7 @@ def _table(headers, rows, right=None) -> str:
 def _environment(data: SweepData) -> str:
     keys = [("rote", "rote"), ("torch", "torch"), ("numpy", "numpy"), ("python", "python"),
             ("device", "device"), ("gpu", "GPU"), ("threads", "CPU threads"), ("platform", "platform"),
-            ("git_commit", "git commit")]
+            ("git_commit", "git commit"), ("git_dirty", "uncommitted changes")]
     rows = []
     for k, name in keys:
         seen = Counter(fmt_value(r["environment"].get(k)) for r in data.records if r["environment"].get(k) is not None)
@@ -99,15 +99,14 @@ def _runs_table(data: SweepData) -> str:
     rows = []
     for c in data.conditions:
         for r in c.runs:
-            res = r["result"]
-            band = (res.get("chance") or {}).get("band") or [None, None]
-            outcome = res.get("outcome", "?")
+            band = r.chance_band
+            outcome = r.outcome or "?"
             epoch = fit_epoch(r)[0]
-            rows.append((c.label, r["config"]["seed"], (outcome, f"o-{outcome}"), res.get("epochs", "-"),
+            rows.append((c.label, r.seed, (outcome, f"o-{outcome}"), r.epochs_run or "-",
                          "-" if epoch is None else epoch,
-                         _pct(res.get("train_acc")), _pct(res.get("test_acc")),
+                         _pct(r.train_acc), _pct(r.test_acc),
                          "-" if None in band else f"{100 * band[0]:.1f}-{100 * band[1]:.1f}%",
-                         res.get("verdict", "-"), r["key"]))
+                         r.result.get("verdict", "-"), r.key))
     return _table(["condition", "seed", "outcome", "epochs", "memorised at", "train acc", "test acc",
                    "test chance band", "test vs chance", "key"], rows,
                   right=[False, True, False, True, True, True, True, True, False, False])
@@ -128,9 +127,9 @@ def render(data: SweepData, figures, notes) -> str:
     sweep = data.sweep
     title = f"rote sweep report: {data.name}"
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    outcomes = Counter(r["result"].get("outcome") for r in data.records)
+    outcomes = Counter(r.outcome for r in data.records)
     totals = ", ".join(f"{outcomes[o]} {o}" for o in OUTCOMES if outcomes[o])
-    seeds = sorted({r["config"]["seed"] for r in data.records})
+    seeds = sorted({r.seed for r in data.records})
     planned = len(sweep.configs) if sweep is not None else None
     parts = [
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
@@ -194,7 +193,10 @@ def write_report(store, out_path: Optional[Path] = None) -> Path:
     out = Path(out_path) if out_path is not None else data.store.root / "report.html"
     if out.is_dir():
         out = out / "report.html"
-    with tempfile.TemporaryDirectory(prefix="rote-report-") as tmp:
+    # scratch beside the report, named by this process: what a report killed mid-way leaves, the next
+    # report removes
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with scratch(REPORT_SCRATCH, out.parent) as tmp:
         figures, notes = draw_figures(data, tmp, formats=("png",))
         text = render(data, figures, notes)
     write_atomic(out, text.encode("utf-8"))

@@ -5,8 +5,8 @@ differ only in seed. A condition is named by the settings that vary across the
 sweep (the grid fields with more than one value, and any other setting that
 differs between the stored records), e.g. ``labels=partial:0.4, n_train=3000``.
 
-Reads only the store (``runs/*/config.json``, ``result.json``, ``history.csv``
-and ``sweep.yaml``), so tables and figures can be redrawn at any time, also
+Reads only the store (its records through rote.experiments.record, and
+``sweep.yaml``), so tables and figures can be redrawn at any time, also
 while a sweep is still running: they cover the runs finished so far.
 
 Statistics over seeds are the mean and the sample standard deviation (ddof=1,
@@ -14,14 +14,13 @@ as pandas computes it; None for a single run) for the final numbers every run
 has. Time to memorise is not: a run that did not memorise within its budget
 says only that its time is longer than the epochs it ran, so averaging the runs
 that memorised would favour the fast ones. It is a Kaplan-Meier estimate
-(``kaplan_meier``), each run that did not memorise (unfinished, collapsed or
+(``kaplan_meier``), each run that did not memorise (budget spent, collapsed or
 diverged) censored at the epochs it ran, with its median and a 95% interval;
 outcome shares are k of n with a 95% Wilson interval (``wilson``).
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 from dataclasses import dataclass, field, fields
@@ -32,11 +31,11 @@ import numpy as np
 
 from rote.config import RunConfig
 from rote.errors import ConfigError
-from rote.experiments.record import fit_epoch, read_history, read_membership  # noqa: F401  (reporting reads runs through these)
+from rote.experiments.record import (  # noqa: F401  (reporting reads runs through these)
+    OUTCOMES, SCORES_CSV, Record, fit_epoch, read_detection, read_history, read_membership)
 from rote.experiments.store import Store
 from rote.experiments.sweep import load_sweep
 
-OUTCOMES = ("memorized", "collapsed", "unfinished", "diverged")
 CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
 # per-run values summarised as mean and std over seeds
 STATS = ("train_acc", "test_acc", "epochs")
@@ -157,18 +156,17 @@ def kaplan_meier(times, observed, z: float = Z95) -> KM:
 def time_to_memorise(runs, seconds: bool = False) -> tuple[list, list]:
     """(times, observed) of runs for kaplan_meier: epochs (or seconds of training) to memorise.
 
-    A run that did not memorise (unfinished, collapsed, diverged) is censored at the
+    A run that did not memorise (budget spent, collapsed, diverged) is censored at the
     epochs it ran (its training seconds).
     """
     times, observed = [], []
     for r in runs:
         e, s = fit_epoch(r)
-        res = r["result"]
         if e is not None and (not seconds or s is not None):
             times.append(float(s if seconds else e))
             observed.append(True)
         else:
-            t = res.get("train_seconds") if seconds else (res.get("epochs") or r["config"].get("epochs"))
+            t = r.value("train_seconds") if seconds else r.epochs_or_budget
             if t is None:
                 continue
             times.append(float(t))
@@ -220,7 +218,7 @@ class Condition:
 
     @property
     def seeds(self) -> list[int]:
-        return [r["config"]["seed"] for r in self.runs]
+        return [r.seed for r in self.runs]
 
 
 @dataclass
@@ -231,17 +229,14 @@ class SweepData:
     conditions: list  # [Condition] in the order the sweep lists them
     varying: list  # field names that tell conditions apart
     name: str
-    _histories: dict = field(default_factory=dict, repr=False)
 
     @property
     def n_runs(self) -> int:
         return len(self.records)
 
-    def history(self, record: dict) -> dict:
-        """read_history of a record, read once per SweepData."""
-        if record["key"] not in self._histories:
-            self._histories[record["key"]] = read_history(record["dir"])
-        return self._histories[record["key"]]
+    def history(self, record: Record) -> dict:
+        """A record's history.csv as columns, read once (Record.history)."""
+        return record.history
 
 
 def _freeze(v):
@@ -302,7 +297,7 @@ def load(store) -> SweepData:
     conditions = [c for _, c in sorted(groups.items(), key=ckey)]
     for i, c in enumerate(conditions):
         c.index = i
-        c.runs.sort(key=lambda r: r["config"]["seed"])
+        c.runs.sort(key=lambda r: r.seed)
     name = sweep.name if sweep is not None else store.root.name
     return SweepData(store=store, sweep=sweep, records=records, conditions=conditions, varying=varying, name=name)
 
@@ -325,18 +320,21 @@ def mean_std(values) -> tuple[Optional[float], Optional[float]]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 
-def run_values(record: dict) -> dict:
-    res = record["result"]
+def run_values(record: Record) -> dict:
     epoch, seconds = fit_epoch(record)
-    chance = res.get("chance") or {}
-    band = chance.get("band") or [None, None]
-    return {"train_acc": res.get("train_acc"), "test_acc": res.get("test_acc"), "epochs": res.get("epochs"),
-            "memorized_epoch": epoch, "seconds_to_memorize": seconds, "chance_low": band[0],
-            "chance_high": band[1], "chance_uniform": chance.get("uniform"),
-            "labels_changed_fraction": res.get("labels_changed_fraction"), "outcome": res.get("outcome")}
+    low, high = record.chance_band
+    return {"train_acc": record.train_acc, "test_acc": record.test_acc, "epochs": record.epochs_run,
+            "memorized_epoch": epoch, "seconds_to_memorize": seconds, "chance_low": low,
+            "chance_high": high, "chance_uniform": record.chance_uniform,
+            "labels_changed_fraction": record.value("labels_changed_fraction"), "outcome": record.outcome}
 
 
 # -- statistics over seeds -------------------------------------------------------
+
+
+def outcome_column(outcome: str) -> str:
+    """An outcome as part of a column name: 'budget-spent' -> 'budget_spent' (n_budget_spent)."""
+    return outcome.replace("-", "_")
 
 
 def summary_rows(data: SweepData) -> list[dict]:
@@ -344,7 +342,7 @@ def summary_rows(data: SweepData) -> list[dict]:
 
     Keys: each varying setting (its value), ``condition`` (its label in words), ``n_seeds``,
     ``seeds``; ``<stat>_mean`` and ``<stat>_std`` for each of STATS; for each of OUTCOMES
-    ``n_<outcome>`` (k of n_seeds), ``frac_<outcome>`` and its 95% Wilson interval
+    ``n_<outcome>`` (k of n_seeds; outcome_column spells the outcome), ``frac_<outcome>`` and its 95% Wilson interval
     ``frac_<outcome>_low``/``_high``; ``km_median_epoch`` with ``_low``/``_high`` (Kaplan-Meier median
     epochs to memorise and its 95% interval, None when not reached or undefined; runs that did not
     memorise, collapsed ones included, censored at the epochs they ran) and ``km_median_seconds``
@@ -364,10 +362,10 @@ def summary_rows(data: SweepData) -> list[dict]:
         for stat in STATS:
             row[f"{stat}_mean"], row[f"{stat}_std"] = mean_std(v[stat] for v in vals)
         for o in OUTCOMES:
-            k = sum(v["outcome"] == o for v in vals)
-            row[f"n_{o}"] = k
-            row[f"frac_{o}"] = k / n
-            row[f"frac_{o}_low"], row[f"frac_{o}_high"] = wilson(k, n)
+            k, col = sum(v["outcome"] == o for v in vals), outcome_column(o)
+            row[f"n_{col}"] = k
+            row[f"frac_{col}"] = k / n
+            row[f"frac_{col}_low"], row[f"frac_{col}_high"] = wilson(k, n)
         # time to memorise: Kaplan-Meier, the runs that did not memorise censored at the epochs they ran
         km = kaplan_meier(*time_to_memorise(c.runs))
         row["km_median_epoch"], row["km_median_epoch_low"], row["km_median_epoch_high"] = (
@@ -385,22 +383,6 @@ def summary_rows(data: SweepData) -> list[dict]:
 
 # -- per-example detection across a sweep -----------------------------------------
 
-DETECTION_CSV = "detection.csv"
-SCORES_CSV = "scores.csv"
-
-
-def read_detection(run_dir: Path) -> list[dict]:
-    """A run's detection.csv as rows {score, direction, auroc, precision_at_k, k, n}; [] if it has none
-    (runs recorded with record_examples false)."""
-    path = Path(run_dir) / DETECTION_CSV
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [{"score": r["score"], "direction": int(r["direction"]), "auroc": float(r["auroc"]),
-                 "precision_at_k": float(r["precision_at_k"]), "k": int(r["k"]), "n": int(r["n"])}
-                for r in csv.DictReader(f)]
-
-
 def detection_rows(data: SweepData) -> list[dict]:
     """One dict per (condition, score) with detection.csv files: how well each score finds the changed labels.
 
@@ -414,7 +396,7 @@ def detection_rows(data: SweepData) -> list[dict]:
     for c in data.conditions:
         per_score: dict[str, list] = {}
         for r in c.runs:
-            for d in read_detection(r["dir"]):
+            for d in r.detection():
                 per_score.setdefault(d["score"], []).append(d)
         for score, ds in per_score.items():
             row = {"condition": c.label, "labels": c.settings.get("labels"), "score": score, "n_runs": len(ds),
@@ -460,7 +442,7 @@ def memorization_rows(data: SweepData) -> tuple[list[dict], list[MemorizationSum
 
     rows, summaries = [], []
     for c in data.conditions:
-        ms = [m for m in (read_membership(r["dir"]) for r in c.runs) if m is not None]
+        ms = [m for m in (r.membership() for r in c.runs) if m is not None]
         if not ms:
             continue
         first = ms[0]
@@ -499,7 +481,7 @@ def representative_runs(data: SweepData, seed: int = 0) -> list[tuple[Condition,
     a scores.csv; conditions with none are left out."""
     out = []
     for c in data.conditions:
-        have = [r for r in c.runs if (Path(r["dir"]) / SCORES_CSV).is_file()]
+        have = [r for r in c.runs if r.has(SCORES_CSV)]
         if have:
-            out.append((c, next((r for r in have if r["config"]["seed"] == seed), have[0])))
+            out.append((c, next((r for r in have if r.seed == seed), have[0])))
     return out

@@ -60,8 +60,8 @@ def save(fig, path_png: Path, formats=("png", "svg")) -> list[Path]:
 
 # -- shared look of the sweep figures --------------------------------------------
 
-OUTCOME_COLORS = {"memorized": "#2a9d3f", "collapsed": "#d62728", "unfinished": "#ff7f0e", "diverged": "#7b3fa0"}
-OUTCOME_MARKERS = {"memorized": "o", "collapsed": "X", "unfinished": "s", "diverged": "D"}
+OUTCOME_COLORS = {"memorized": "#2a9d3f", "collapsed": "#d62728", "budget-spent": "#ff7f0e", "diverged": "#7b3fa0"}
+OUTCOME_MARKERS = {"memorized": "o", "collapsed": "X", "budget-spent": "s", "diverged": "D"}
 
 
 def condition_color(i: int) -> str:

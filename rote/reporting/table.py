@@ -10,7 +10,9 @@ import io
 from pathlib import Path
 
 from rote.atomic import write_atomic
-from rote.reporting.results import MEMORIZATION_COLUMNS, detection_rows, load, memorization_rows, summary_rows
+from rote.experiments.record import BUDGET_SPENT, DIVERGED
+from rote.reporting.results import (MEMORIZATION_COLUMNS, detection_rows, load, memorization_rows, outcome_column,
+                                    summary_rows)
 
 
 def _pct(m, s) -> str:
@@ -27,8 +29,9 @@ def _plain(m, s, digits=1) -> str:
 
 def share(row, outcome: str) -> str:
     """'6/10 memorised (31-83%)': k of n with its 95% Wilson interval."""
-    n, k = row["n_seeds"], row[f"n_{outcome}"]
-    lo, hi = row[f"frac_{outcome}_low"], row[f"frac_{outcome}_high"]
+    col = outcome_column(outcome)
+    n, k = row["n_seeds"], row[f"n_{col}"]
+    lo, hi = row[f"frac_{col}_low"], row[f"frac_{col}_high"]
     word = {"memorized": "memorised"}.get(outcome, outcome)
     return f"{k}/{n} {word} ({100 * lo:.0f}-{100 * hi:.0f}%)"
 
@@ -44,7 +47,7 @@ def km_median(row, unit: str = "epoch", digits: int = 0) -> str:
 
 
 def _others(row) -> str:
-    parts = [f"{row[f'n_{o}']} {o}" for o in ("unfinished", "diverged") if row[f"n_{o}"]]
+    parts = [f"{row['n_' + outcome_column(o)]} {o}" for o in (BUDGET_SPENT, DIVERGED) if row["n_" + outcome_column(o)]]
     return ", ".join(parts) or "-"
 
 

@@ -36,7 +36,7 @@ class EpochRecord:
 
 @dataclass
 class TrainResult:
-    outcome: str  # memorized | collapsed | unfinished | diverged
+    outcome: str  # memorized | collapsed | budget-spent | diverged
     epochs: int
     history: list[EpochRecord]
     memorized_epoch: Optional[int]

@@ -43,7 +43,7 @@ class Stopper:
         self.dead = 0  # consecutive checks that found the network dead
         self.dead_since: Optional[int] = None
         self.stalled_since: Optional[int] = None  # first epoch of the current plateau
-        self.outcome, self.message = "unfinished", ""
+        self.outcome, self.message = "budget-spent", ""
         self.memorized_epoch: Optional[int] = None
         self.seconds_to_memorize: Optional[float] = None
 
@@ -89,7 +89,7 @@ class Stopper:
     def result(self, history: list[EpochRecord], *, train: tuple[float, float], test: tuple[float, float, np.ndarray],
                train_seconds: float, seconds_per_epoch: float, n_fit: int, parameters: int) -> TrainResult:
         outcome = self.outcome
-        if outcome == "unfinished" and self.cfg.stop_at is None and train[1] >= fit_threshold(None):
+        if outcome == "budget-spent" and self.cfg.stop_at is None and train[1] >= fit_threshold(None):
             outcome = "memorized"  # --stop-at none runs every epoch; it still says whether the set was fitted
         return TrainResult(
             outcome=outcome, epochs=len(history), history=history, memorized_epoch=self.memorized_epoch,
