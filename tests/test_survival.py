@@ -78,3 +78,19 @@ def test_against_lifelines(seed):
             assert (ref_lo, ref_hi) == pytest.approx((lo, hi), abs=1e-9)
             compared += 1
     assert compared >= len(ours.times) // 2  # most rows carry a band to compare
+
+
+def test_power_law_fit_recovers_an_exact_law_and_brackets_a_noisy_one():
+    from rote.reporting.scaling import fit_power_law
+
+    ns = [500, 1000, 2000, 4000] * 3
+    exact = fit_power_law(ns, [3.0 * n ** 0.5 for n in ns])
+    assert exact.slope == pytest.approx(0.5) and exact.predict(9000)[0] == pytest.approx(3.0 * 9000 ** 0.5)
+    assert exact.slope_low == pytest.approx(0.5) and exact.slope_high == pytest.approx(0.5)
+    rng = np.random.default_rng(1)
+    noisy = fit_power_law(ns, [3.0 * n ** 0.5 * np.exp(rng.normal(0, 0.2)) for n in ns])
+    assert noisy.slope_low < noisy.slope < noisy.slope_high
+    t, lo, hi = noisy.predict(20000)
+    assert lo < t < hi
+    with pytest.raises(ValueError):
+        fit_power_law([1000, 1000], [3, 4])

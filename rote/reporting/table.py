@@ -33,12 +33,12 @@ def share(row, outcome: str) -> str:
     return f"{k}/{n} {word} ({100 * lo:.0f}-{100 * hi:.0f}%)"
 
 
-def km_median(row, unit: str = "epoch", digits: int = 0) -> str:
-    """The Kaplan-Meier median time to memorise with its 95% interval, or 'not reached'."""
-    m = row[f"km_median_{unit}"]
+def median_time(row, unit: str = "epoch", digits: int = 0) -> str:
+    """The median time to memorise (cumulative incidence) with its 95% interval, or 'not reached'."""
+    m = row[f"median_{unit}"]
     if m is None:
         return "not reached"
-    lo, hi = row[f"km_median_{unit}_low"], row[f"km_median_{unit}_high"]
+    lo, hi = row[f"median_{unit}_low"], row[f"median_{unit}_high"]
     f = lambda v: "?" if v is None else f"{v:.{digits}f}"  # noqa: E731  (an interval edge never reached)
     return f"{m:.{digits}f} ({f(lo)}-{f(hi)})"
 
@@ -60,15 +60,16 @@ def display_columns(rows: list[dict], varying: list[str]) -> tuple[list[str], li
         cells.append([r["condition"], str(r["n_seeds"]),
                       _pct(r["train_acc_mean"], r["train_acc_std"]), _pct(r["test_acc_mean"], r["test_acc_std"]), band,
                       _plain(r["epochs_mean"], r["epochs_std"]), share(r, "memorized"), share(r, "collapsed"),
-                      km_median(r), km_median(r, "seconds", 1), _others(r)])
+                      median_time(r), median_time(r, "seconds", 1), _others(r)])
     return headers, cells, right
 
 
 NOTE = ("accuracies and epochs run: mean ± std over seeds (sample std); memorised, collapsed: k of n seeds "
-        "with a 95% Wilson interval; median epochs (seconds of training) to memorise: Kaplan-Meier median "
-        "over all seeds with a 95% interval (Brookmeyer-Crowley, log-log band), the runs that did not memorise "
-        "(collapsed ones included) censored at the epochs (seconds) they ran, 'not reached' when fewer than "
-        "half memorised, '?' for an interval edge the data do not reach; test chance band: 2.5-97.5% of the "
+        "with a 95% Wilson interval; median epochs (seconds of training) to memorise: the median of the "
+        "cumulative incidence of memorisation over all seeds (Aalen-Johansen), collapsed and diverged runs "
+        "counted as competing events (they can never memorise) and only runs whose budget ran out censored, "
+        "with a 95% interval (log-log band), 'not reached' when the incidence stays below one half, '?' for an "
+        "interval edge the data do not reach; test chance band: 2.5-97.5% of the "
         "test accuracy under random relabellings of each model's predictions, mean over seeds; uniform guessing "
         "gives 10%.")
 
