@@ -133,6 +133,8 @@ def write_table(store, out_dir=None) -> tuple[str, list[Path]]:
         write_atomic(more[1], format_detection_markdown(det, f"sweep '{data.name}': finding the changed labels")
                      .encode())
         paths += more
+    if len(rows) == 2:
+        text += "\n" + format_comparison(rows)
     mem_rows, mem_summaries = memorization_rows(data)
     if mem_summaries:
         text += "\n" + format_memorization(mem_summaries)
@@ -140,6 +142,19 @@ def write_table(store, out_dir=None) -> tuple[str, list[Path]]:
         paths.append(out_dir / "memorization.csv")
         write_atomic(paths[-1], format_csv([{k: r[k] for k in MEMORIZATION_COLUMNS} for r in mem_rows]).encode())
     return text, paths
+
+
+def format_comparison(rows: list[dict]) -> str:
+    """Two conditions: the differences of their memorise and collapse rates, with an interval and a test."""
+    from rote.reporting.compare import rate_difference
+
+    a, b = rows
+    out = [f"comparison, {b['condition']} against {a['condition']} (second minus first):"]
+    for o, word in (("memorized", "memorised"), ("collapsed", "collapsed")):
+        d = rate_difference(a[f"n_{o}"], a["n_seeds"], b[f"n_{o}"], b["n_seeds"])
+        out.append("  " + d.words(word))
+    out.append(f"  median epochs to memorise: {median_time(a)} against {median_time(b)}")
+    return "\n".join(out) + "\n"
 
 
 def format_memorization(summaries) -> str:
