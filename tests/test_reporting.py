@@ -105,7 +105,7 @@ def test_summary_rows_are_the_means_and_stds_of_the_result_files(store):
             assert _approx(row[f"{stat}_mean"], m) and _approx(row[f"{stat}_std"], s), stat
         # a 2-epoch run cannot fit 99.7% of its labels: the median time to memorise is not reached
         assert not [res for res in mine if res["outcome"] == "memorized"]
-        assert row["km_median_epoch"] is None and row["km_median_seconds"] is None
+        assert row["median_epoch"] is None and row["median_seconds"] is None
         for o in ("memorized", "collapsed", "budget-spent", "diverged"):
             k = sum(res["outcome"] == o for res in mine)
             o = o.replace("-", "_")
@@ -127,8 +127,9 @@ def test_memorised_runs_and_outcome_fractions(store, tmp_path):
         res = {**r["result"], **edit}
         (r["dir"] / "result.json").write_text(json.dumps(res))
     row = next(r for r in summary_rows(load(s)) if r["labels"] == "random" and r["n_train"] == 200)
-    # Kaplan-Meier: the collapsed run is censored at its 2 epochs, so S(2) = 1/2 and the median is 2
-    assert row["km_median_epoch"] == 2
+    # cumulative incidence: the collapsed run competes (it never memorises), so F(2) = 1/2 and the median is 2;
+    # the memorised share stays at one half
+    assert row["median_epoch"] == 2 and row["memorised_by_end"] == pytest.approx(0.5)
     assert row["frac_memorized"] == row["frac_collapsed"] == 0.5 and row["frac_budget_spent"] == 0
     assert row["n_memorized"] == 1 and row["n_collapsed"] == 1
     text, _ = write_table(s, tmp_path / "t")
@@ -163,7 +164,7 @@ def test_write_table_text_csv_and_markdown(store, tmp_path):
     assert set(rows[0]) == set(table[0])  # one column per statistic
     for got, want in zip(table, rows):
         assert float(got["test_acc_mean"]) == want["test_acc_mean"]
-        assert got["km_median_epoch"] == ""  # empty, not "None"
+        assert got["median_epoch"] == ""  # empty, not "None"
     lines = text.splitlines()
     assert "6 conditions" in lines[0] and "12 runs" in lines[0]
     assert lines[1].split()[:2] == ["condition", "seeds"]
@@ -181,7 +182,8 @@ def test_every_supported_figure_is_drawn_as_png_and_svg(store, seed_store, tmp_p
     drawn = {p.stem for p in paths}
     assert drawn == {"learning_curves", "time_to_fit", "test_error", "capacity", "clean_vs_corrupt",
                      "detection_auroc", "first_learned", "data_map", "examples_grid"}
-    assert len(notes) == 1 and notes[0].startswith("seed_outcomes not drawn")
+    # no run of this store memorised (2 epochs), and it varies labels beside n_train
+    assert sorted(n.split()[0] for n in notes) == ["incidence", "memorise_vs_n", "seed_outcomes"]
     for name in drawn:
         for ext in ("png", "svg"):
             p = tmp_path / "figs" / f"{name}.{ext}"
@@ -190,8 +192,32 @@ def test_every_supported_figure_is_drawn_as_png_and_svg(store, seed_store, tmp_p
     notes = []
     paths = plot_sweep(seed_store, tmp_path / "seed", log=notes.append)
     both = {"learning_curves", "seed_outcomes", "detection_auroc", "first_learned", "data_map", "examples_grid"}
+    assert not any(r["result"]["outcome"] == "memorized" for r in Store(seed_store.root).records())
     assert {p.stem for p in paths} == both
     assert {n.split()[0] for n in notes} == set(FIGURES) - both
+
+
+def test_time_against_n_and_incidence_figures_on_memorised_runs(store, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    s = Store(copy)
+    for r in s.records():
+        if r["config"]["labels"] != "random":
+            shutil.rmtree(r["dir"])
+            continue
+        # every random-label run memorised, in 2 epochs at N = 100 and 3 at N = 200, one collapsed
+        edit = (dict(outcome="collapsed") if r["config"]["seed"] == 1 and r["config"]["n_train"] == 200 else
+                dict(outcome="memorized", memorized_epoch=r["config"]["n_train"] // 100 + 1, seconds_to_memorize=1.0))
+        (r["dir"] / "result.json").write_text(json.dumps({**r["result"], **edit}))
+    notes = []
+    paths = plot_sweep(s, tmp_path / "figs", log=notes.append)
+    drawn = {p.stem for p in paths}
+    assert {"memorise_vs_n", "incidence"} <= drawn, notes
+    data = load(s)
+    rows = summary_rows(data)
+    by_n = {r["n_train"]: r for r in rows}
+    assert by_n[100]["median_epoch"] == 2 and by_n[100]["memorised_by_end"] == pytest.approx(1.0)
+    assert by_n[200]["memorised_by_end"] == pytest.approx(0.5) and by_n[200]["n_collapsed"] == 1
 
 
 class _Refs(HTMLParser):
@@ -212,7 +238,8 @@ def test_report_is_one_self_contained_escaped_html_file(store, tmp_path):
     parser.feed(text)
     assert parser.refs and all(r.startswith("data:image/png;base64,") for r in parser.refs)
     assert len(parser.refs) == 9  # every figure the store supports
-    assert all(f"<h3>{f.title}</h3>" in text for f in FIGURES.values() if f.name != "seed_outcomes")
+    assert all(f"<h3>{f.title}</h3>" in text for f in FIGURES.values()
+               if f.name not in ("seed_outcomes", "incidence", "memorise_vs_n"))  # no run memorised here
     assert not parser.tags & {"script", "link", "iframe", "object", "embed"}
     low = text.lower()
     for bad in ('src="http', "src='http", 'href="http', "url(", "@import", "@font-face"):

@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from matplotlib.ticker import MaxNLocator
+import numpy as np
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
 from rote.config import fit_threshold
 from rote.data.corruption import parse_label_corruption
 from rote.errors import ConfigError
 from rote.experiments.record import BUDGET_SPENT
 from rote.reporting.results import (OUTCOMES, Condition, SweepData, condition_in_words, detection_rows, fit_epoch,
-                                    kaplan_meier, load, mean_std, median_while_all_running, representative_runs,
-                                    time_to_memorise)
+                                    incidence, load, mean_std, median_while_all_running, memorisation_events,
+                                    representative_runs)
 from rote.reporting.style import (OUTCOME_COLORS, OUTCOME_MARKERS, RC, condition_color, legend, plt, save,
                                   subplots)
 
@@ -157,12 +158,13 @@ def _not_fit_proxies(ax, kinds: set):
         ax.scatter([], [], marker="x", s=30, color="0.3", lw=1.2, label="collapsed / diverged (at its last epoch)")
 
 
-def _draw_fit(ax, series, jitter, *, scale=None, mean_label="Kaplan-Meier median, 95% interval",
+def _draw_fit(ax, series, jitter, *, scale=None, mean_label="median (cumulative incidence), 95% interval",
               counts: bool = True) -> set:
-    """Epochs to memorise per condition: dots per run, the Kaplan-Meier median with its 95% interval.
+    """Epochs to memorise per condition: dots per run, the median of the cumulative incidence of
+    memorisation with its 95% interval.
 
-    Runs that did not memorise are censored at the epochs they ran (drawn hollow, or as x for
-    collapsed / diverged ones); a median never reached is drawn as an open triangle at the
+    Runs whose budget ran out are censored at the epochs they ran (drawn hollow); collapsed / diverged
+    ones (drawn x) are competing events: they never memorise; a median never reached is drawn as an open triangle at the
     longest budget. counts: write 'k/n' (runs memorised of runs) above each condition.
     scale: per-series divisor (relative plots) or None. Returns the outcomes of runs drawn hollow.
     """
@@ -194,17 +196,17 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="Kaplan-Meier median
                         missed.add(BUDGET_SPENT)
                         ax.scatter([xj], [y], marker="o", s=30, facecolors="none", edgecolors=color, lw=1.2,
                                    zorder=3)
-            km = kaplan_meier(*time_to_memorise(c.runs))
+            km = incidence(c.runs)  # collapse competing, budget censored
             if km.median is not None:
                 mx.append(x)
                 my.append(km.median / div)
                 lo = km.median_low if km.median_low is not None else km.median
-                hi = km.median_high if km.median_high is not None else max(time_to_memorise(c.runs)[0])
+                hi = km.median_high if km.median_high is not None else max(memorisation_events(c.runs)[0])
                 mlo.append(km.median / div - lo / div)
                 mhi.append(hi / div - km.median / div)
             else:
                 nr_x.append(x)
-                nr_y.append(max(time_to_memorise(c.runs)[0] or [0]) / div)
+                nr_y.append(max(memorisation_events(c.runs)[0] or [0]) / div)
             if counts:
                 k = sum(r.memorized for r in c.runs)
                 ax.annotate(f"{k}/{n}", (x, top), textcoords="offset points", xytext=(0, 5 + 9 * si), ha="center",
@@ -342,11 +344,11 @@ def time_to_fit(data: SweepData):
     lay = _layout(data)
     series = lay.series
     jit = _jitter_cat if lay.categorical else _jitter_lin(lay.ticks)
-    # per series, the Kaplan-Meier median epochs to memorise true labels (P = 0)
+    # per series, the median epochs (cumulative incidence) to memorise true labels (P = 0)
     base = []
     for _, items in series:
         at0 = [r for x, c in items if x == 0 for r in c.runs]
-        base.append(kaplan_meier(*time_to_memorise(at0)).median if at0 and not lay.categorical else None)
+        base.append(incidence(at0).median if at0 and not lay.categorical else None)
     relative = any(b is not None for b in base)
     fig, axes = subplots(ncols=2 if relative else 1, width=3.8 if not lay.categorical else 5.2, height=3.4)
     ax = axes[0]
@@ -373,9 +375,10 @@ def time_to_fit(data: SweepData):
         legend(ax2, sources=[ax], fontsize=7.5, outside=True)
     caption = ("Epochs until the whole training set is fitted: dots are runs that memorised; hollow circles runs "
                "that did not fit within their epoch budget and x runs that collapsed (or diverged), each drawn at "
-               "the epoch it stopped. Markers with bars are the Kaplan-Meier median over all seeds with its 95% "
-               "interval (Brookmeyer-Crowley), the runs that did not memorise, collapsed ones included, censored at "
-               "the epochs they ran; an open triangle means fewer than half memorised (median not reached); k/n "
+               "the epoch it stopped. Markers with bars are the median epochs to memorise over all seeds, from the "
+               "cumulative incidence of memorisation (Aalen-Johansen; collapsed and diverged runs count as never "
+               "memorising, runs whose budget ran out are censored), with its 95% interval; an open triangle means "
+               "the incidence stays below one half (median not reached); k/n "
                "above each condition counts the runs that memorised"
                + ("; right: divided by the median for true labels" if relative else "")
                + ". Cf. Zhang et al. 2017, Fig. 1b.")
@@ -527,6 +530,114 @@ def clean_vs_corrupt(data: SweepData):
     caption = ("Accuracy against the training labels, on the examples whose label was kept (solid) and on those "
                "whose label was changed (dashed), evaluated on the whole training part in eval mode after each "
                "epoch: mean over seeds, shaded min-max.")
+    return fig, caption
+
+
+def _steps_per_epoch(r) -> Optional[int]:
+    n_fit, bs = r["result"].get("n_fit"), r["config"].get("batch_size")
+    return -(-int(n_fit) // int(bs)) if n_fit and bs else None
+
+
+@figure("memorise_vs_n", "Time to memorise against N")
+def memorise_vs_n(data: SweepData):
+    """Epochs and optimiser steps to memorise against N (log-log) with a power-law fit; outcomes against N."""
+    from rote.reporting.scaling import fit_power_law
+    from rote.reporting.results import wilson
+
+    if "n_train" not in data.varying:
+        raise Skip("needs a sweep over n_train (n_train takes one value here)")
+    series = _series(data, "n_train", lambda c: float(c.settings["n_train"]))
+    if len(series) != 1:
+        raise Skip("drawn for a sweep over n_train alone (and seeds)")
+    _, items = series[0]
+    pts = [(x, e, e * _steps_per_epoch(r)) for x, c in items for r in c.runs
+           if (e := fit_epoch(r)[0]) is not None and _steps_per_epoch(r)]
+    if len({p[0] for p in pts}) < 2:
+        raise Skip("needs memorised runs at two or more values of n_train")
+    fig, axes = subplots(ncols=3, width=3.3, height=3.1)
+    ns = sorted({x for x, _ in items})
+    grid = np.geomspace(min(ns), max(ns), 50)
+    fits = []
+    for ax, col, what in ((axes[0], 1, "epochs"), (axes[1], 2, "optimiser steps")):
+        xs = np.array([p[0] for p in pts])
+        ys = np.array([p[col] for p in pts], dtype=float)
+        ax.scatter([_jitter_log(x, j % 3, 3) for j, x in enumerate(xs)], ys, s=16, color=OUTCOME_COLORS["memorized"],
+                   alpha=0.7, lw=0, zorder=3, label="a run that memorised")
+        fit = fit_power_law(xs, ys)
+        fits.append((what, fit))
+        pred = np.array([fit.predict(g) for g in grid])
+        ax.plot(grid, pred[:, 0], color="0.2", lw=1.3, label=f"fit: {what} ∝ N^{fit.slope:.2f}")
+        ax.fill_between(grid, pred[:, 1], pred[:, 2], color="0.5", alpha=0.25, lw=0, label="95% interval (bootstrap)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("training images N")
+        ax.set_ylabel(f"{what} to memorise")
+        ax.set_title(f"{what.capitalize()} to memorise")
+        legend(ax, fontsize=7, outside=False, inside_max=3)
+    ax = axes[2]
+    for o, dx in (("memorized", -0.02), ("collapsed", 0.02)):
+        xs, fr, lo, hi = [], [], [], []
+        for x, c in items:
+            k, n = sum(r["result"].get("outcome") == o for r in c.runs), len(c.runs)
+            w = wilson(k, n)
+            xs.append(x * 10 ** dx)
+            fr.append(100 * k / n)
+            lo.append(100 * (k / n - w[0]))
+            hi.append(100 * (w[1] - k / n))
+        ax.errorbar(xs, fr, yerr=[lo, hi], color=OUTCOME_COLORS[o], marker=OUTCOME_MARKERS[o], ms=5, lw=1.2,
+                    capsize=3, label={"memorized": "memorised", "collapsed": "collapsed (dead network)"}[o])
+    for x, c in items:
+        ax.annotate(f"n={len(c.runs)}", (x, 103), ha="center", fontsize=6.5, color="0.35")
+    ax.set_xscale("log")
+    ax.set_ylim(-3, 110)
+    ax.set_xlabel("training images N")
+    ax.set_ylabel("runs (%)")
+    ax.set_title("Outcomes (95% Wilson)")
+    ax.legend(fontsize=7, loc="center")
+    for a in axes:
+        a.set_xticks(ns)
+        a.set_xticklabels([f"{int(n / 1000)}k" if n >= 1000 else f"{int(n)}" for n in ns])
+        a.minorticks_off()
+    parts = "; ".join(f"{w} ∝ N^{f.slope:.2f} (95% interval {f.slope_low:.2f} to {f.slope_high:.2f})"
+                      for w, f in fits)
+    caption = (f"Left and middle: epochs and optimiser steps until the whole training part is fitted, one dot per "
+               f"run that memorised ({len(pts)} runs at {len(ns)} sizes), with a least-squares power law in "
+               f"log-log and its 95% bootstrap interval over runs: {parts}. Runs that collapsed never memorise "
+               f"and are not in the fit; right: the share of runs that memorised or collapsed at each N, with "
+               f"95% Wilson intervals.")
+    return fig, caption
+
+
+@figure("incidence", "Cumulative incidence of memorisation")
+def incidence_curves(data: SweepData):
+    """Per condition, the probability of having memorised by epoch t, collapse counted as never memorising."""
+    curves = [(c, incidence(c.runs)) for c in data.conditions]
+    if not any(inc.n_events for _, inc in curves):
+        raise Skip("no run memorised")
+    fig, (ax,) = subplots(ncols=1, width=5.0, height=3.3)
+    for i, (c, inc) in enumerate(curves):
+        color = condition_color(i)
+        t = [0.0] + inc.times
+        f = [0.0] + inc.incidence
+        ax.step(t, [100 * v for v in f], where="post", color=color, lw=1.5,
+                label=f"{c.label or 'all runs'} (n={inc.n}: {inc.n_events} memorised, {inc.n_competing} "
+                      f"dead, {inc.n_censored} censored)")
+        ax.fill_between(t, [100 * v for v in [0.0] + inc.low], [100 * v for v in [0.0] + inc.high], step="post",
+                        color=color, alpha=0.15, lw=0)
+    ax.axhline(50, color="0.4", ls=":", lw=1)
+    ax.set_ylim(0, 100)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("runs memorised by this epoch (%)")
+    ax.set_title("Cumulative incidence of memorisation")
+    legend(ax, fontsize=7, outside=len(curves) > 3)
+    caption = ("The estimated share of runs that have memorised by each epoch (Aalen-Johansen), with its 95% "
+               "pointwise band: a collapsed (dead) or diverged run counts as never memorising, a run still alive "
+               "when its budget ran out is censored there. The median is where a curve crosses the dotted 50% "
+               "line; a curve that stays below it has no median.")
     return fig, caption
 
 

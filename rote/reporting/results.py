@@ -11,12 +11,14 @@ while a sweep is still running: they cover the runs finished so far.
 
 Statistics over seeds are the mean and the sample standard deviation (ddof=1,
 as pandas computes it; None for a single run) for the final numbers every run
-has. Time to memorise is not: a run that did not memorise within its budget
-says only that its time is longer than the epochs it ran, so averaging the runs
-that memorised would favour the fast ones. It is a Kaplan-Meier estimate
-(``kaplan_meier``), each run that did not memorise (budget spent, collapsed or
-diverged) censored at the epochs it ran, with its median and a 95% interval;
-outcome shares are k of n with a 95% Wilson interval (``wilson``).
+has. Time to memorise is not: a run whose budget ran out says only that its time is
+longer than the epochs it ran, and a run that collapsed (or diverged) will never
+memorise, so averaging the runs that memorised would favour the fast ones. It is
+the cumulative incidence of memorisation (Aalen-Johansen, see
+rote.reporting.survival), collapse and divergence counted as competing events
+and only runs alive at the end of their budget censored, with its median ("not
+reached" when fewer than half the runs are estimated to memorise) and a 95%
+interval; outcome shares are k of n with a 95% Wilson interval (``wilson``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from rote.experiments.record import (  # noqa: F401  (reporting reads runs throu
     OUTCOMES, SCORES_CSV, Record, fit_epoch, read_detection, read_history, read_membership)
 from rote.experiments.store import Store
 from rote.experiments.sweep import load_sweep
+from rote.reporting.survival import CENSORED, MEMORISED, Incidence, aalen_johansen, outcome_kind
 
 CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
 # per-run values summarised as mean and std over seeds
@@ -172,6 +175,33 @@ def time_to_memorise(runs, seconds: bool = False) -> tuple[list, list]:
             times.append(float(t))
             observed.append(False)
     return times, observed
+
+
+def memorisation_events(runs, seconds: bool = False) -> tuple[list, list]:
+    """(times, kinds) of runs for survival.aalen_johansen: epochs (or seconds of training) to memorise.
+
+    A memorised run is the event at its epoch; a collapsed or diverged run a competing event at the epoch it
+    stopped (it can never memorise); any other run censored at the epochs it ran (its training seconds).
+    """
+    times, kinds = [], []
+    for r in runs:
+        e, s = fit_epoch(r)
+        res = r["result"]
+        if e is not None and (not seconds or s is not None):
+            times.append(float(s if seconds else e))
+            kinds.append(MEMORISED)
+            continue
+        t = res.get("train_seconds") if seconds else (res.get("epochs") or r["config"].get("epochs"))
+        if t is None:
+            continue
+        times.append(float(t))
+        kinds.append(outcome_kind(res.get("outcome") or "") if e is None else CENSORED)
+    return times, kinds
+
+
+def incidence(runs, seconds: bool = False) -> Incidence:
+    """The cumulative incidence of memorisation of these runs (collapse competing, budget censored)."""
+    return aalen_johansen(*memorisation_events(runs, seconds))
 
 
 def median_while_all_running(series: list) -> tuple[list, list]:
@@ -343,10 +373,11 @@ def summary_rows(data: SweepData) -> list[dict]:
     Keys: each varying setting (its value), ``condition`` (its label in words), ``n_seeds``,
     ``seeds``; ``<stat>_mean`` and ``<stat>_std`` for each of STATS; for each of OUTCOMES
     ``n_<outcome>`` (k of n_seeds; outcome_column spells the outcome), ``frac_<outcome>`` and its 95% Wilson interval
-    ``frac_<outcome>_low``/``_high``; ``km_median_epoch`` with ``_low``/``_high`` (Kaplan-Meier median
-    epochs to memorise and its 95% interval, None when not reached or undefined; runs that did not
-    memorise, collapsed ones included, censored at the epochs they ran) and ``km_median_seconds``
-    (likewise in seconds of training, censored at their training seconds); ``chance_uniform``,
+    ``frac_<outcome>_low``/``_high``; ``median_epoch`` with ``_low``/``_high`` (the median epochs to
+    memorise from the cumulative incidence of memorisation and its 95% interval, None when not reached;
+    collapsed and diverged runs are competing events, runs whose budget ran out censored),
+    ``memorised_by_end`` (that incidence at the last event: the estimated share that memorises within
+    the budget) and ``median_seconds`` (likewise in seconds of training); ``chance_uniform``,
     ``chance_low_mean``, ``chance_high_mean`` (the test chance band, mean over
     seeds); ``labels_changed_fraction_mean``. Accuracies are fractions; a
     statistic with no value is None.
@@ -366,13 +397,14 @@ def summary_rows(data: SweepData) -> list[dict]:
             row[f"n_{col}"] = k
             row[f"frac_{col}"] = k / n
             row[f"frac_{col}_low"], row[f"frac_{col}_high"] = wilson(k, n)
-        # time to memorise: Kaplan-Meier, the runs that did not memorise censored at the epochs they ran
-        km = kaplan_meier(*time_to_memorise(c.runs))
-        row["km_median_epoch"], row["km_median_epoch_low"], row["km_median_epoch_high"] = (
-            km.median, km.median_low, km.median_high)
-        km = kaplan_meier(*time_to_memorise(c.runs, seconds=True))
-        row["km_median_seconds"], row["km_median_seconds_low"], row["km_median_seconds_high"] = (
-            km.median, km.median_low, km.median_high)
+        # time to memorise: cumulative incidence, collapse competing, budget censored
+        inc = incidence(c.runs)
+        row["median_epoch"], row["median_epoch_low"], row["median_epoch_high"] = (
+            inc.median, inc.median_low, inc.median_high)
+        row["memorised_by_end"] = inc.final if inc.n else None
+        inc = incidence(c.runs, seconds=True)
+        row["median_seconds"], row["median_seconds_low"], row["median_seconds_high"] = (
+            inc.median, inc.median_low, inc.median_high)
         row["chance_uniform"] = mean_std(v["chance_uniform"] for v in vals)[0]
         row["chance_low_mean"] = mean_std(v["chance_low"] for v in vals)[0]
         row["chance_high_mean"] = mean_std(v["chance_high"] for v in vals)[0]

@@ -36,12 +36,12 @@ def share(row, outcome: str) -> str:
     return f"{k}/{n} {word} ({100 * lo:.0f}-{100 * hi:.0f}%)"
 
 
-def km_median(row, unit: str = "epoch", digits: int = 0) -> str:
-    """The Kaplan-Meier median time to memorise with its 95% interval, or 'not reached'."""
-    m = row[f"km_median_{unit}"]
+def median_time(row, unit: str = "epoch", digits: int = 0) -> str:
+    """The median time to memorise (cumulative incidence) with its 95% interval, or 'not reached'."""
+    m = row[f"median_{unit}"]
     if m is None:
         return "not reached"
-    lo, hi = row[f"km_median_{unit}_low"], row[f"km_median_{unit}_high"]
+    lo, hi = row[f"median_{unit}_low"], row[f"median_{unit}_high"]
     f = lambda v: "?" if v is None else f"{v:.{digits}f}"  # noqa: E731  (an interval edge never reached)
     return f"{m:.{digits}f} ({f(lo)}-{f(hi)})"
 
@@ -63,15 +63,16 @@ def display_columns(rows: list[dict], varying: list[str]) -> tuple[list[str], li
         cells.append([r["condition"], str(r["n_seeds"]),
                       _pct(r["train_acc_mean"], r["train_acc_std"]), _pct(r["test_acc_mean"], r["test_acc_std"]), band,
                       _plain(r["epochs_mean"], r["epochs_std"]), share(r, "memorized"), share(r, "collapsed"),
-                      km_median(r), km_median(r, "seconds", 1), _others(r)])
+                      median_time(r), median_time(r, "seconds", 1), _others(r)])
     return headers, cells, right
 
 
 NOTE = ("accuracies and epochs run: mean ± std over seeds (sample std); memorised, collapsed: k of n seeds "
-        "with a 95% Wilson interval; median epochs (seconds of training) to memorise: Kaplan-Meier median "
-        "over all seeds with a 95% interval (Brookmeyer-Crowley, log-log band), the runs that did not memorise "
-        "(collapsed ones included) censored at the epochs (seconds) they ran, 'not reached' when fewer than "
-        "half memorised, '?' for an interval edge the data do not reach; test chance band: 2.5-97.5% of the "
+        "with a 95% Wilson interval; median epochs (seconds of training) to memorise: the median of the "
+        "cumulative incidence of memorisation over all seeds (Aalen-Johansen), collapsed and diverged runs "
+        "counted as competing events (they can never memorise) and only runs whose budget ran out censored, "
+        "with a 95% interval (log-log band), 'not reached' when the incidence stays below one half, '?' for an "
+        "interval edge the data do not reach; test chance band: 2.5-97.5% of the "
         "test accuracy under random relabellings of each model's predictions, mean over seeds; uniform guessing "
         "gives 10%.")
 
@@ -135,6 +136,8 @@ def write_table(store, out_dir=None) -> tuple[str, list[Path]]:
         write_atomic(more[1], format_detection_markdown(det, f"sweep '{data.name}': finding the changed labels")
                      .encode())
         paths += more
+    if len(rows) == 2:
+        text += "\n" + format_comparison(rows)
     mem_rows, mem_summaries = memorization_rows(data)
     if mem_summaries:
         text += "\n" + format_memorization(mem_summaries)
@@ -142,6 +145,19 @@ def write_table(store, out_dir=None) -> tuple[str, list[Path]]:
         paths.append(out_dir / "memorization.csv")
         write_atomic(paths[-1], format_csv([{k: r[k] for k in MEMORIZATION_COLUMNS} for r in mem_rows]).encode())
     return text, paths
+
+
+def format_comparison(rows: list[dict]) -> str:
+    """Two conditions: the differences of their memorise and collapse rates, with an interval and a test."""
+    from rote.reporting.compare import rate_difference
+
+    a, b = rows
+    out = [f"comparison, {b['condition']} against {a['condition']} (second minus first):"]
+    for o, word in (("memorized", "memorised"), ("collapsed", "collapsed")):
+        d = rate_difference(a[f"n_{outcome_column(o)}"], a["n_seeds"], b[f"n_{outcome_column(o)}"], b["n_seeds"])
+        out.append("  " + d.words(word))
+    out.append(f"  median epochs to memorise: {median_time(a)} against {median_time(b)}")
+    return "\n".join(out) + "\n"
 
 
 def format_memorization(summaries) -> str:
