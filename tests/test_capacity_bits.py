@@ -58,3 +58,33 @@ def test_undefined_cases():
     assert memorised_bits("partial", np.zeros(5), given, np.zeros(5, bool), 10) is None
     with pytest.raises(ValueError):
         memorised_bits("random", np.zeros(4), given, np.zeros(5, bool), 10)
+
+
+def test_every_run_records_its_memorised_bits(tmp_path):
+    """A real tiny run: result.json's bits agree with its mean loss, an older record's bits are derived the same
+    way, and partial labels score only the changed ones."""
+    import json
+
+    from rote.api import run
+    from rote.experiments.record import read_record
+
+    r = run(n_train=200, epochs=2, model="mlp:16", labels="random", record_examples=False, out=tmp_path / "a")
+    res = r.result
+    n = res["n_fit"]
+    assert res["memorized_bits_scope"] == "all" and res["memorized_bits_scored"] == n
+    assert res["memorized_bits"] == pytest.approx(n * math.log2(10) - n * res["train_loss"] / math.log(2), rel=1e-4)
+    assert res["bits_per_parameter"] == pytest.approx(res["memorized_bits"] / res["parameters"])
+    # a record made before result.json kept bits reads with them, from the same numbers
+    old = {k: v for k, v in res.items() if not k.startswith(("memorized_bits", "bits_per"))}
+    (tmp_path / "a" / "result.json").write_text(json.dumps(old))
+    derived = read_record(tmp_path / "a").result
+    assert derived["memorized_bits"] == pytest.approx(res["memorized_bits"], rel=1e-4)
+
+    p = run(n_train=200, epochs=1, model="mlp:16", labels="partial:0.5", record_examples=False, out=tmp_path / "b")
+    labels = np.load(tmp_path / "b" / "labels.npy")
+    fit = ~labels["validation"]
+    assert p.result["memorized_bits_scope"] == "changed"
+    assert p.result["memorized_bits_scored"] == int(labels["changed"][fit].sum())
+    assert p.result["memorized_bits_of"] == pytest.approx(p.result["memorized_bits_scored"] * math.log2(9))
+    t = run(n_train=200, epochs=1, model="mlp:16", labels="true", record_examples=False, out=tmp_path / "c")
+    assert t.result["memorized_bits"] is None and t.result["bits_per_parameter"] is None

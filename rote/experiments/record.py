@@ -70,7 +70,7 @@ RESULT_SCHEMA = "rote.result/1"
 INDEX_RESULT_FIELDS = (
     "outcome", "epochs_run", "memorized_epoch", "seconds_to_memorize", "train_acc", "train_loss", "val_acc",
     "val_loss", "test_acc", "test_loss", "verdict", "seconds_per_epoch", "images_per_second", "train_seconds",
-    "labels_changed_fraction", "parameters",
+    "labels_changed_fraction", "parameters", "memorized_bits", "bits_per_parameter",
 )
 
 
@@ -192,7 +192,26 @@ def result_dict(cfg: RunConfig, data: Prepared, res: TrainResult) -> dict:
         "n_fit": len(data.y_fit), "n_val": len(data.y_val), "n_out": len(data.out_index),
         "labels_changed": int(data.changed.sum()),
         "labels_changed_fraction": data.changed_fraction, "parameters": res.parameters,
+        **bits_fields(cfg, data, res),
     }
+
+
+def bits_fields(cfg: RunConfig, data: Prepared, res: TrainResult) -> dict:
+    """result.json's memorised bits (rote.analysis.capacity): total, per parameter, what they are out of,
+    how many examples were scored and which (all, or only the changed labels); nulls where undefined."""
+    from rote.analysis.capacity import memorised_bits
+    from rote.data.corruption import parse_label_corruption
+
+    m = None
+    if res.fit_loss is not None and len(res.fit_loss) == len(data.y_fit):
+        m = memorised_bits(parse_label_corruption(cfg.labels).kind, res.fit_loss, data.y_fit,
+                           data.changed[data.fit_index], data.classes)
+    if m is None:
+        return {"memorized_bits": None, "bits_per_parameter": None, "memorized_bits_of": None,
+                "memorized_bits_scored": None, "memorized_bits_scope": None}
+    return {"memorized_bits": m.bits, "bits_per_parameter": m.bits / res.parameters if res.parameters else None,
+            "memorized_bits_of": m.reference_bits, "memorized_bits_scored": m.scored,
+            "memorized_bits_scope": m.scope}
 
 
 # errors of a write that the user fixes by freeing space or choosing another place, not bugs
@@ -407,6 +426,9 @@ RESULT_FIELDS = {
     "seconds_per_epoch": _SECONDS, "images_per_second": _SECONDS, "train_seconds": _SECONDS,
     "n_fit": _COUNT, "n_val": _COUNT, "n_out": _COUNT, "labels_changed": _COUNT,
     "labels_changed_fraction": _ACC, "parameters": _COUNT,
+    # memorised bits (records made before them have none): a model worse than the label code is negative
+    "memorized_bits": _number(), "bits_per_parameter": _number(), "memorized_bits_of": _number(0),
+    "memorized_bits_scored": _COUNT, "memorized_bits_scope": _text(("all", "changed"), null=True),
 }
 
 
@@ -763,7 +785,39 @@ def read_record(run_dir: Path) -> Record:
     # a record made before a setting existed ran with that setting at its default (keys leave such
     # settings out, so the record keeps its key): fill them in, so that every record names every setting
     config = {**RunConfig().to_dict(), **settings}
+    if result and "memorized_bits" not in result:
+        result = {**result, **_bits_from_mean_loss(result, config, d)}
     return Record(key=key, dir=d, config=config, environment=env, result=result)
+
+
+def _bits_from_mean_loss(result: dict, config: dict, run_dir: Path) -> dict:
+    """The memorised bits of a record made before result.json kept them, where its numbers suffice.
+
+    For labels that are all random (random, permute) on the whole training part, the bits need only the
+    mean exact cross-entropy over the training part at the end (result.json's train_loss) and the given
+    labels' marginal (labels.npy). Keras 1's clipped loss differs from the exact one only where a
+    probability is below 1e-7; such records are left without bits rather than approximated."""
+    from rote.analysis.capacity import LN2, label_entropy_bits
+
+    kind = str(config.get("labels", "")).split(":")[0]
+    loss, n_fit, params = result.get("train_loss"), result.get("n_fit"), result.get("parameters")
+    if (kind not in ("random", "permute") or config.get("loss") != "ce" or config.get("subset") is not None
+            or not _finite(loss) or not isinstance(n_fit, int) or n_fit < 1):
+        return {}
+    if kind == "random":
+        h = math.log2(10) if config.get("dataset") in ("mnist", "fashion-mnist", "cifar10") else None
+    else:
+        try:
+            arr = np.load(run_dir / LABELS, allow_pickle=False)
+            given = np.asarray(arr["label"])[~np.asarray(arr["validation"], dtype=bool)]
+        except (OSError, ValueError, KeyError, IndexError):
+            return {}
+        h = label_entropy_bits(given, int(given.max()) + 1) if len(given) == n_fit else None
+    if h is None:
+        return {}
+    bits = n_fit * h - n_fit * float(loss) / LN2
+    return {"memorized_bits": bits, "bits_per_parameter": bits / params if isinstance(params, int) and params else
+            None, "memorized_bits_of": n_fit * h, "memorized_bits_scored": n_fit, "memorized_bits_scope": "all"}
 
 
 def read_detection(run_dir: Path) -> list[dict]:

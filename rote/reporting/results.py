@@ -41,7 +41,7 @@ from rote.reporting.survival import CENSORED, MEMORISED, Incidence, aalen_johans
 
 CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
 # per-run values summarised as mean and std over seeds
-STATS = ("train_acc", "test_acc", "epochs")
+STATS = ("train_acc", "test_acc", "epochs", "memorized_bits", "bits_per_parameter")
 Z95 = 1.959963984540054  # the 97.5% point of the standard normal
 
 
@@ -356,7 +356,8 @@ def run_values(record: Record) -> dict:
     return {"train_acc": record.train_acc, "test_acc": record.test_acc, "epochs": record.epochs_run,
             "memorized_epoch": epoch, "seconds_to_memorize": seconds, "chance_low": low,
             "chance_high": high, "chance_uniform": record.chance_uniform,
-            "labels_changed_fraction": record.value("labels_changed_fraction"), "outcome": record.outcome}
+            "labels_changed_fraction": record.value("labels_changed_fraction"), "outcome": record.outcome,
+            "memorized_bits": record.value("memorized_bits"), "bits_per_parameter": record.value("bits_per_parameter")}
 
 
 # -- statistics over seeds -------------------------------------------------------

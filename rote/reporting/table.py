@@ -64,10 +64,21 @@ def display_columns(rows: list[dict], varying: list[str]) -> tuple[list[str], li
                       _pct(r["train_acc_mean"], r["train_acc_std"]), _pct(r["test_acc_mean"], r["test_acc_std"]), band,
                       _plain(r["epochs_mean"], r["epochs_std"]), share(r, "memorized"), share(r, "collapsed"),
                       median_time(r), median_time(r, "seconds", 1), _others(r)])
+    if any(r.get("memorized_bits_mean") is not None for r in rows):
+        # the bits the models hold about their random labels (rote.analysis.capacity), where defined
+        headers.insert(6, "memorised bits (per parameter)")
+        right.insert(6, True)
+        for r, c in zip(rows, cells):
+            c.insert(6, "-" if r.get("memorized_bits_mean") is None else
+                     f"{_plain(r['memorized_bits_mean'], r['memorized_bits_std'])} "
+                     f"({r['bits_per_parameter_mean']:.3g})")
     return headers, cells, right
 
 
-NOTE = ("accuracies and epochs run: mean ± std over seeds (sample std); memorised, collapsed: k of n seeds "
+NOTE = ("accuracies, epochs run and memorised bits: mean ± std over seeds (sample std); memorised bits: what "
+        "the models save, in bits, when coding their random labels over the best code that ignores the images "
+        "(Morris et al. 2025; for partial and flipped labels only the changed ones are scored), per parameter "
+        "in brackets; memorised, collapsed: k of n seeds "
         "with a 95% Wilson interval; median epochs (seconds of training) to memorise: the median of the "
         "cumulative incidence of memorisation over all seeds (Aalen-Johansen), collapsed and diverged runs "
         "counted as competing events (they can never memorise) and only runs whose budget ran out censored, "

@@ -140,6 +140,22 @@ class _Loop:
         accs = [float(c) / n for c in (pred == y).sum(1).tolist()]
         return [float(t) / n for t in total.tolist()], accs, pred
 
+    @torch.inference_mode()
+    def example_losses(self, r: int):
+        """(n_fit,) float64: -ln p(given label | image) of every training example for the member at row r, eval
+        mode, the exact cross-entropy whatever the training loss (the memorised bits are measured in it)."""
+        x, y = self.t["x_fit"], self.t["y_fit"]
+        if len(self.live) > 1:
+            x, y = x[r:r + 1], y[r:r + 1]
+        view = self.members.select([r])
+        view.train(False)
+        parts = []
+        for i in range(0, x.shape[1], EVAL_BATCH):
+            out = view.forward(x[:, i:i + EVAL_BATCH])  # (1, b, classes)
+            parts.append(F.cross_entropy(out[0].double(), y[0, i:i + EVAL_BATCH], reduction="none"))
+        self.members.train(True)
+        return torch.cat(parts).cpu().numpy() if parts else np.zeros(0)
+
     def train_epoch(self, progress) -> tuple[float, list[float], list[float], list[float]]:
         """One pass over each member's training part: (seconds, mean loss, accuracy, commonest class's share)."""
         n_fit, bs, L, cfg = self.n_fit, self.cfg.batch_size, len(self.live), self.cfg
@@ -234,6 +250,7 @@ class _Loop:
             run.history, train=(f[0], f[1]), test=(t_loss[0], t_acc[0], t_pred[0].cpu().numpy()),
             train_seconds=self.elapsed, seconds_per_epoch=steady_seconds(run.history) / len(self.live),
             n_fit=self.n_fit, parameters=self.members.parameters)
+        res.fit_loss = self.example_losses(r)
         if self.recorder:
             res.examples = self.recorder.arrays(r)
         if self.held_out:

@@ -58,6 +58,8 @@ class TrainResult:
     # training part it left out (Prepared.x_out), for Feldman & Zhang's memorisation scores
     fit_pred: Optional[np.ndarray] = None  # (n_fit,)
     out_pred: Optional[np.ndarray] = None  # (n_out,)
+    # -ln p(given label | image) of every training example at the end, eval mode: the memorised bits' input
+    fit_loss: Optional[np.ndarray] = None  # (n_fit,)
     weights: Optional[dict] = None  # the final state_dict, when asked for (train_many's keep_weights)
 
     def to_state(self) -> dict:
