@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: $ROTE_DATA_DIR, then rote's cache, then download)")
     r.add_argument("--quiet", action="store_true", help="print only the summary, no per-epoch lines")
     r.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
-                   help="also log each epoch's scalars for TensorBoard in DIR (needs the tensorboard package)")
+                   help="also log each epoch's scalars, the settings and the result for TensorBoard: a new "
+                   "subdirectory of DIR per run, named by its time and condition (needs the tensorboard package)")
     _add_run_flags(r)
 
     d = sub.add_parser("data", help="fetch and list datasets", description="Fetch datasets into rote's cache "
@@ -156,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--dry-run", action="store_true", help="show the plan and the estimate, run nothing")
     sw.add_argument("--no-estimate", action="store_true", help="skip the time estimate")
     sw.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
-                    help="also log each run's scalars per epoch for TensorBoard, one subdirectory of DIR per run key "
-                    "(needs the tensorboard package)")
+                    help="also log each run's scalars per epoch, its settings and result for TensorBoard, one "
+                    "subdirectory of DIR per run named by its condition and key (needs the tensorboard package)")
 
     sub.add_parser("studies", help="list the studies shipped with rote (run one with `rote sweep NAME`)")
 
@@ -187,16 +188,22 @@ def cmd_run(args) -> int:
     log = (lambda s: None) if args.quiet else print
     tb = None
     if args.tensorboard is not None:
-        from rote.experiments.tracking import TensorBoardLogger
+        from rote.experiments.tracking import TensorBoardLogger, require_tensorboard, run_logdir
 
-        tb = TensorBoardLogger(args.tensorboard, cfg)  # checks the package before anything trains
+        require_tensorboard()  # checks the package before anything trains
+        tb = TensorBoardLogger(run_logdir(args.tensorboard, cfg), cfg)
     try:
         run_dir, result = run(cfg, args.out, data_dir=args.data_dir, log=log, progress=progress,
                               on_epoch=tb and tb.on_epoch)
     except RunInterrupted as e:
+        if tb is not None:
+            tb.finish({"outcome": "interrupted"})
         print(f"\ninterrupted: config.json and history.csv up to the last full epoch are kept in {e.run_dir}",
               file=sys.stderr)
         return 130
+    else:
+        if tb is not None:
+            tb.finish(result)
     finally:
         if tb is not None:
             tb.close()
@@ -211,7 +218,7 @@ def cmd_run(args) -> int:
         print(chance_sentence(result["test_acc"], result["chance"]))
     print(f"recorded in {run_dir}/ ({', '.join(_written(run_dir))})")
     if tb is not None:
-        print(f"TensorBoard: tensorboard --logdir {args.tensorboard}")
+        print(f"TensorBoard: this run is {tb.logdir}/; see every run with tensorboard --logdir {args.tensorboard}")
     return 1 if result["outcome"] == "diverged" else 0
 
 
@@ -271,13 +278,18 @@ def cmd_sweep(args) -> int:
         return 0
     bar = tqdm(total=len(plan.todo), unit="run", dynamic_ncols=True, disable=None if plan.todo else True)
     names = condition_names(sweep)
+    if tb is not None:
+        from rote.experiments.tracking import condition_words
+
+        # one folder per run, named by its condition and key (a rerun logs only the runs it finishes)
+        tb_names = {c.key(): condition_words(c) for c in sweep.configs}
 
     def on_result(r, counts):
         name = names.get(r["key"], r["key"])
         if tb is not None and r["status"] == "done":  # from the record, whichever process or machine trained it
             from rote.experiments.tracking import log_record
 
-            log_record(tb / r["key"], plan.store.record_dir(r["key"]))
+            log_record(tb / f"{tb_names[r['key']]}_{r['key'][:8]}", plan.store.record_dir(r["key"]))
         if r["status"] == "failed":
             bar.write(f"run {name} ({r['key']}) failed: {r['error']}")
         if bar.disable:  # not a terminal: one line per run instead of a bar

@@ -243,23 +243,50 @@ def _scalars(logdir):
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+def _hparams(logdir) -> dict:
+    """The hparams plugin's settings of the run logged in logdir, read back from its event file."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    for content in acc.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.HasField("session_start_info"):
+            hp = data.session_start_info.hparams
+            return {k: (v.string_value or v.number_value) for k, v in hp.items()}
+    return {}
+
+
 def test_tensorboard_run_and_sweep(tmp_path, mnist):
     pytest.importorskip("tensorboard")
     r = rote.run(n_train=100, out=tmp_path / "r", on_epoch=None, **TINY)  # the API takes on_epoch too
-    out = rote_cli("run", "--n-train", 100, "--model", "mlp:16", "--epochs", 2, "--record-examples", "false",
-                   "--tensorboard", tmp_path / "tb", "--out", tmp_path / "r2", "--quiet")
-    assert out.returncode == 0, out.stderr
-    s = _scalars(tmp_path / "tb")
-    assert [step for step, _ in s["train/loss"]] == [1, 2] and "val/acc" in s
+    for seed, run_dir in ((0, "r2"), (1, "r3")):  # two runs into one --tensorboard directory
+        out = rote_cli("run", "--n-train", 100, "--model", "mlp:16", "--epochs", 2, "--record-examples", "false",
+                       "--seed", seed, "--tensorboard", tmp_path / "tb", "--out", tmp_path / run_dir, "--quiet")
+        assert out.returncode == 0, out.stderr
+    runs = sorted((tmp_path / "tb").iterdir())
+    assert len(runs) == 2, runs  # each run its own folder, not steps appended to the first
+    for seed, d in zip((0, 1), sorted(runs, key=lambda d: d.name.endswith("seed1"))):
+        assert re.fullmatch(rf"\d{{8}}-\d{{4}}-\d{{2}}_mnist-n100-permute-mlp16-seed{seed}", d.name), d.name
+        s = _scalars(d)
+        assert [step for step, _ in s["train/loss"]] == [1, 2] and "val/acc" in s
+        result = json.loads((tmp_path / f"r{seed + 2}" / "result.json").read_text())
+        assert s["result/test_acc"] == [(2, pytest.approx(result["test_acc"]))]
+        hp = _hparams(d)
+        assert hp["outcome"] == result["outcome"] and hp["seed"] == seed and hp["model"] == "mlp:16"
     (tmp_path / "s.yaml").write_text("name: s\nbase: {n_train: 100, epochs: 2, model: 'mlp:16', "
                                      "record_examples: false, device: cpu}\nseeds: 2\ngrid: {labels: [random]}\n")
     out = rote_cli("sweep", tmp_path / "s.yaml", "--out", tmp_path / "store", "--jobs", "1", "--no-estimate",
                    "--tensorboard", tmp_path / "tbs")
     assert out.returncode == 0, out.stderr
     keys = {p.name for p in (tmp_path / "store" / "runs").iterdir()}
-    assert {p.name for p in (tmp_path / "tbs").iterdir()} == keys and len(keys) == 2
-    for k in keys:
-        assert [step for step, _ in _scalars(tmp_path / "tbs" / k)["train/acc"]] == [1, 2]
+    logged = {p.name for p in (tmp_path / "tbs").iterdir()}
+    assert len(keys) == 2 and {n.rsplit("_", 1)[1] for n in logged} == {k[:8] for k in keys}
+    for name in logged:
+        assert name.startswith("mnist-n100-random-mlp16-seed")
+        assert [step for step, _ in _scalars(tmp_path / "tbs" / name)["train/acc"]] == [1, 2]
+        assert _hparams(tmp_path / "tbs" / name)["labels"] == "random"
     assert r.result
 
 
