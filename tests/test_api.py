@@ -67,6 +67,48 @@ def test_load_a_store(tmp_path, mnist):
     assert list(hist.columns[:2]) == ["key", "epoch"]
 
 
+def test_run_out_exists_names_the_argument_and_overwrite_replaces(tmp_path, mnist):
+    first = rote.run(n_train=100, out=tmp_path / "x", **TINY)
+    with pytest.raises(rote.errors.RoteError, match=r"out=.* already exists .*overwrite=True") as e:
+        rote.run(n_train=100, seed=1, out=tmp_path / "x", **TINY)
+    assert "--out" not in str(e.value)
+    assert json.loads((tmp_path / "x" / "config.json").read_text())["config"]["seed"] == 0  # untouched
+    second = rote.run(n_train=100, seed=1, out=tmp_path / "x", overwrite=True, **TINY)
+    assert second.dir == first.dir and json.loads((tmp_path / "x" / "config.json").read_text())["config"]["seed"] == 1
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # the old record is gone, not left aside
+    # a failing run leaves the old record where it was; overwrite never deletes what rote did not write
+    with pytest.raises(rote.errors.RoteError, match="larger than"):  # found against the data, after set-aside
+        rote.run(n_train=70000, seed=2, out=tmp_path / "x", overwrite=True, **TINY)
+    assert json.loads((tmp_path / "x" / "config.json").read_text())["config"]["seed"] == 1
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(rote.errors.RoteError, match="not a rote record"):
+        rote.run(n_train=100, out=tmp_path / "mine", overwrite=True, **TINY)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_sweep_from_a_dict_resumes_and_overwrites(tmp_path, mnist, capsys):
+    pytest.importorskip("pandas")
+    spec = {"name": "d", "base": {"n_train": 100, "epochs": 1, "model": "mlp:16", "record_examples": False,
+                                  "device": "cpu"}, "grid": {"labels": ["true", "random"]}}
+    s = rote.sweep(spec, out=tmp_path / "store", jobs=1, progress=True)
+    assert (s.dir, s.runs, s.already, s.done, s.failed) == (tmp_path / "store", 2, 0, 2, 0)
+    assert "2/2" in capsys.readouterr().err  # tqdm's bar, as a notebook would show it
+    runs, _ = s.load()
+    assert sorted(runs.labels) == ["random", "true"]
+    again = rote.sweep(spec, out=tmp_path / "store", jobs=1)
+    assert (again.already, again.done) == (2, 0)  # resumed: nothing run twice
+    fresh = rote.sweep({**spec, "seeds": [3]}, out=tmp_path / "store", jobs=1, overwrite=True)
+    assert (fresh.already, fresh.done) == (0, 2)
+    assert sorted(fresh.load()[0].seed) == [3, 3]  # the old store's runs are gone
+    (tmp_path / "f").write_text("")
+    with pytest.raises(rote.errors.RoteError, match="out=") as e:
+        rote.sweep(spec, out=tmp_path / "f")
+    assert "--out" not in str(e.value)
+    with pytest.raises(ConfigError, match="labels"):
+        rote.sweep({**spec, "grid": {"labels": ["nonsense"]}}, out=tmp_path / "s2")
+
+
 def test_readme_python_api_example_runs_verbatim(tmp_path, monkeypatch, mnist):
     pytest.importorskip("pandas")
     text = (ROOT / "README.md").read_text()
