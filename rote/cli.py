@@ -347,13 +347,19 @@ def condition_names(sweep) -> dict[str, str]:
 
 
 def cmd_studies(args) -> int:
+    import textwrap
+
     from rote.experiments.studies import list_studies
 
-    studies = list_studies()
-    width = max(len(s["name"]) for s in studies)
-    for s in studies:
-        print(f"{s['name']:<{width}}  {s['summary']}" + (f" [{s['time']}]" if s["time"] else ""))
-    print("run one with `rote sweep NAME` (results in sweeps/NAME/); show its plan first with --dry-run")
+    wrap = lambda text: textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="  ")  # noqa: E731
+    for s in list_studies():
+        print(f"{s['name']}: {plural(s['runs'], 'run')}, at most {plural(s['epochs'], 'epoch')} each")
+        print(wrap(s["description"]))
+        print(wrap("time: " + (s["time"] or "not measured yet; `rote sweep " + s["name"] + " --dry-run` estimates "
+                               "it on this machine")))
+        print()
+    print("run one with `rote sweep NAME` (results in sweeps/NAME/); show its plan and an estimate of its time on "
+          "this machine first with `rote sweep NAME --dry-run`")
     return 0
 
 

@@ -220,7 +220,15 @@ def test_own_model_and_npz_in_a_sweep(tmp_path):
 
 def test_studies_by_name_outside_a_checkout(tmp_path):
     out = rote_cli("studies", cwd=tmp_path)
-    assert out.returncode == 0 and re.search(r"^seed-quick\s.*16 minutes measured", out.stdout, re.M), out.stdout
+    assert out.returncode == 0 and re.search(r"^seed-quick: 6 runs.*\n(  .*\n)*  time: 16 minutes measured", out.stdout,
+                                             re.M), out.stdout
+    from rote.experiments.studies import list_studies
+    from rote.experiments.sweep import load_sweep
+
+    flat = " ".join(out.stdout.split())
+    for s in list_studies():  # every study: its whole description and a time line
+        assert s["time"] and f"time: {s['time']}" in flat
+        assert " ".join(load_sweep(s["path"]).description.split()) in flat
     out = rote_cli("sweep", "seed-quick", "--dry-run", "--no-estimate", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "6 runs (1 condition x 6 seeds)" in out.stdout and "sweeps/seed-quick" in out.stdout
