@@ -63,6 +63,33 @@ RUN_HELP = {
 }
 
 
+# the sweep file's format, for `rote sweep --help`
+SWEEP_FORMAT = """\
+the sweep file (YAML):
+  name: corruption           # the store's folder under sweeps/ (default: the file's name)
+  description: >             # optional, shown by `rote studies`
+    Label corruption with the seed CNN.
+  base:                      # any `rote run` setting, with _ for - (n_train, not --n-train);
+    n_train: 3000            #   the rest keep their defaults (the seed experiment)
+    epochs: 200
+  grid:                      # every combination of these values
+    labels: [true, "partial:0.2", "partial:0.4", random]
+  cases:                     # optional: partial settings, each combined with every grid point
+    - {inputs: none}         #   (for conditions that are not a product of values)
+    - {inputs: shuffled-pixels}
+  seeds: 5                   # 5 means seeds 0-4; or a list: [0, 3, 7]
+  expect_epochs: 40          # optional: epochs a run is expected to take, for the estimate
+
+The runs are cases x grid x seeds (here 2 x 4 x 5 = 40). Every run is checked before
+anything trains: an unknown key or a bad value is an error naming its line.
+The shipped studies are examples to copy: `rote studies` lists them.
+
+example:
+  rote sweep corruption-quick --dry-run   # the plan and an estimate of its time here
+  rote sweep my-sweep.yaml --out sweeps/mine && rote report sweeps/mine
+"""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line and exit code 2."""
 
@@ -141,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="run a sweep file into a result store; rerun to resume",
                         description="Expand a sweep file (a base run, a grid over run settings, seeds) and run "
                         "every run not yet in the store. Kill it at any moment and rerun: finished runs are kept, "
-                        "unfinished ones are run again, none twice.")
+                        "unfinished ones are run again, none twice.", epilog=SWEEP_FORMAT,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     sw.add_argument("file", help="sweep file (YAML), or the name of a shipped study (see `rote studies`)")
     sw.add_argument("--out", type=Path, default=None, help="store directory (default: sweeps/<name>/)")
     sw.add_argument("--jobs", type=positive_int, default=None, help="runs at once in local processes "
@@ -171,7 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
                        + (", or a run directory (from `rote run`)" if name == "plot" else ""))
         c.add_argument("--out", type=Path, default=None, help="where to write (default: inside the store)")
 
-    sub.add_parser("models", help="list the registered models and their parameter counts")
+    m = sub.add_parser("models", help="list the registered models and their parameter counts",
+                       description="List the registered models with their parameter counts on a dataset's image "
+                       "shape (and on the 28x28 crop of --preprocess zhang where that differs).")
+    m.add_argument("--dataset", default=None, help="count on this dataset's shape: mnist, fashion-mnist, cifar10 "
+                   "(default: %s)" % RunConfig().dataset)
     p.subparsers = sub.choices  # for errors in a subcommand's own words (main)
     return p
 
@@ -369,6 +401,10 @@ def _store(args):
     if not args.sweep_dir.is_dir():
         raise RoteError(f"{args.sweep_dir} does not exist; expected a sweep's store (made by `rote sweep`)"
                         + (" or a run directory (made by `rote run`)" if args.command == "plot" else ""))
+    if (args.sweep_dir / "config.json").is_file():  # one run's directory, from `rote run`
+        raise RoteError(f"{args.sweep_dir} is one run's directory; `rote {args.command}` summarises a sweep's store "
+                        f"(several runs, made by `rote sweep FILE`); for one run, its result is in "
+                        f"{args.sweep_dir / 'result.json'} and `rote plot {args.sweep_dir}` redraws its curves")
     store = Store(args.sweep_dir)
     if not store.done_keys():
         raise RoteError(f"{args.sweep_dir} holds no finished runs; run `rote sweep FILE --out {args.sweep_dir}` first")
@@ -426,21 +462,39 @@ def cmd_report(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from rote.config import RunConfig
+    from rote.data.prepare import input_shape
     from rote.data.registry import get_spec
     from rote.models import available_models, count_parameters, create_model, default_model_name
 
-    # parameter counts depend on the input shape: give them for the default dataset
-    spec = get_spec(RunConfig().dataset)
-    print(f"parameters on {spec.title} ({'x'.join(map(str, spec.image_shape))}, {spec.classes} classes); "
-          f"a bare family name means the one counted here")
-    for family, help in available_models().items():
-        name = default_model_name(family)
-        model = create_model(name, in_shape=spec.image_shape, classes=spec.classes)
-        print(f"{name:<20} {count_parameters(model):>10,} parameters  {help}")
+    # parameter counts depend on the input shape: the dataset's, and the crop of --preprocess zhang where it differs
+    spec = get_spec(args.dataset or RunConfig().dataset)
+    shapes = {"": tuple(spec.image_shape)}
+    cropped = input_shape(tuple(spec.image_shape), "zhang")
+    if cropped != shapes[""]:
+        shapes[" (--preprocess zhang)"] = cropped
+    heads = ["x".join(map(str, shape)) + what for what, shape in shapes.items()]
+    print(f"parameters on {spec.title} ({spec.classes} classes) by input shape"
+          + (" (Zhang et al.'s Table 1 counts on the crop)" if len(shapes) > 1 else "")
+          + "; a bare family name means the one counted here; `rote models --dataset NAME` for another dataset")
+    names = {default_model_name(f): h for f, h in available_models().items()}
+    names.update({n: "Zhang et al.'s MLP 3x512" for n in MODEL_EXAMPLES if n not in names})
+    widths = [max(10, len(h)) for h in heads]
+    print(f"{'model':<20} " + "  ".join(f"{h:>{w}}" for h, w in zip(heads, widths)))
+    for name, help in names.items():
+        cells = []
+        for shape in shapes.values():
+            try:
+                cells.append(f"{count_parameters(create_model(name, in_shape=shape, classes=spec.classes)):,}")
+            except Exception:  # a model that does not fit this shape (too small an image for its pooling)
+                cells.append("-")
+        print(f"{name:<20} " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths)) + f"  {help}")
     print("your own: --model package.module:function, called as function(in_shape=(C, H, W), classes=K) "
           "and returning a torch.nn.Module")
     return 0
+
+
+# listed by `rote models` beside each family's default
+MODEL_EXAMPLES = ("mlp:512x512x512",)
 
 
 def main(argv=None) -> int:
@@ -456,9 +510,9 @@ def main(argv=None) -> int:
             close = difflib.get_close_matches(extra[0].split("=")[0], flags, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
         (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
-    if args.command is None:
+    if args.command is None:  # bare `rote`: the help is the answer, not an error
         parser.print_help()
-        return 2
+        return 0
     try:
         commands = {"run": cmd_run, "data": cmd_data, "models": cmd_models, "sweep": cmd_sweep, "table": cmd_table,
                     "plot": cmd_plot, "report": cmd_report, "studies": cmd_studies}
