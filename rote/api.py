@@ -26,8 +26,10 @@ class RunResult:
     dir: Path
 
     def __repr__(self) -> str:
+        from rote.training.metrics import outcome_word
+
         r = self.result
-        return (f"RunResult({r.get('outcome')}: train acc {r.get('train_acc', float('nan')):.2%}, test acc "
+        return (f"RunResult({outcome_word(r.get('outcome'))}: train acc {r.get('train_acc', float('nan')):.2%}, test acc "
                 f"{r.get('test_acc', float('nan')):.2%} after {r.get('epochs')} epoch(s); dir={str(self.dir)!r})")
 
 

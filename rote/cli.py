@@ -245,7 +245,9 @@ def cmd_run(args) -> int:
     if args.quiet:
         from rote.training.metrics import chance_sentence
 
-        print(f"{result['outcome']}: train acc {result['train_acc']:.2%}, test acc {result['test_acc']:.2%} "
+        from rote.training.metrics import outcome_word
+
+        print(f"{outcome_word(result['outcome'])}: train acc {result['train_acc']:.2%}, test acc {result['test_acc']:.2%} "
               f"after {plural(result['epochs'], 'epoch')}")
         print(chance_sentence(result["test_acc"], result["chance"]))
     print(f"recorded in {run_dir}/ ({', '.join(_written(run_dir))})")
@@ -325,7 +327,9 @@ def cmd_sweep(args) -> int:
         if r["status"] == "failed":
             bar.write(f"run {name} ({r['key']}) failed: {r['error']}")
         if bar.disable:  # not a terminal: one line per run instead of a bar
-            print(f"[{counts['done'] + counts['failed']}/{bar.total}] {name}: {r.get('outcome', r['status'])}",
+            from rote.training.metrics import outcome_word
+
+            print(f"[{counts['done'] + counts['failed']}/{bar.total}] {name}: {outcome_word(r.get('outcome', r['status']))}",
                   flush=True)
         else:
             bar.set_description_str(name, refresh=False)

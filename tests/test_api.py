@@ -376,3 +376,12 @@ def test_missing_fashion_mnist_names_the_apt_command(tmp_path):
         load_dataset("fashion-mnist", sources=[SystemDirSource(spec, tmp_path / "absent", spec.system_package)])
     if shutil.which("apt-get"):
         assert "`apt-get install -y dataset-fashion-mnist`" in str(e.value)
+
+
+def test_outcomes_read_in_british_spelling_while_files_keep_memorized(tmp_path):
+    from rote.training.metrics import outcome_word
+
+    assert outcome_word("memorized") == "memorised" and outcome_word("collapsed") == "collapsed"
+    r = rote.RunResult(rote.config(), None, {"outcome": "memorized", "train_acc": 1.0, "test_acc": 0.1, "epochs": 3},
+                       tmp_path)
+    assert repr(r).startswith("RunResult(memorised:")

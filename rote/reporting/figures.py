@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from rote.config import fit_threshold
 from rote.data.corruption import parse_label_corruption
 from rote.errors import ConfigError
+from rote.training.metrics import outcome_word
 from rote.reporting.results import (OUTCOMES, Condition, SweepData, condition_in_words, detection_rows, fit_epoch,
                                     kaplan_meier, load, mean_std, median_while_all_running, representative_runs,
                                     time_to_memorise)
@@ -552,7 +553,7 @@ def seed_outcomes(data: SweepData):
         if band and None not in band:
             ax.vlines(x, 100 * band[0], 100 * band[1], color="0.6", lw=7, alpha=0.45, zorder=1,
                       label="95% chance band" if x == 0 else None)
-        lab = outcome if outcome not in seen else None
+        lab = outcome_word(outcome) if outcome not in seen else None
         seen.add(outcome)
         if res.get("test_acc") is not None:
             ax.scatter([x], [100 * res["test_acc"]], color=color, marker=marker, s=36, zorder=3, label=lab,
@@ -583,7 +584,7 @@ def seed_outcomes(data: SweepData):
     ax_tr.set_ylabel("final training accuracy (%)")
     ax_tr.set_title("Fit of the training set")
     legend(ax_tr, sources=[ax], fontsize=7.5, outside=True)
-    counts = ", ".join(f"{sum(r['result'].get('outcome') == o for r in c.runs)} {o}" for o in OUTCOMES
+    counts = ", ".join(f"{sum(r['result'].get('outcome') == o for r in c.runs)} {outcome_word(o)}" for o in OUTCOMES
                        if any(r["result"].get("outcome") == o for r in c.runs))
     caption = (f"Each seed of {c.label}: left, test accuracy (true test labels) with the 95% band a model "
                f"predicting this way reaches by chance and the uniform-guessing line; right, final training "

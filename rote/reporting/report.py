@@ -20,6 +20,7 @@ from rote.atomic import write_atomic
 from rote.reporting.figures import FIGURES, draw_figures
 from rote.reporting.results import CONFIG_FIELDS, OUTCOMES, SweepData, fit_epoch, fmt_value, load, summary_rows
 from rote.reporting.results import detection_rows
+from rote.training.metrics import outcome_word
 from rote.reporting.table import DETECTION_NOTE, NOTE, detection_cells, display_columns
 
 CSS = """
@@ -103,7 +104,7 @@ def _runs_table(data: SweepData) -> str:
             band = (res.get("chance") or {}).get("band") or [None, None]
             outcome = res.get("outcome", "?")
             epoch = fit_epoch(r)[0]
-            rows.append((c.label, r["config"]["seed"], (outcome, f"o-{outcome}"), res.get("epochs", "-"),
+            rows.append((c.label, r["config"]["seed"], (outcome_word(outcome), f"o-{outcome}"), res.get("epochs", "-"),
                          "-" if epoch is None else epoch,
                          _pct(res.get("train_acc")), _pct(res.get("test_acc")),
                          "-" if None in band else f"{100 * band[0]:.1f}-{100 * band[1]:.1f}%",
@@ -129,7 +130,7 @@ def render(data: SweepData, figures, notes) -> str:
     title = f"rote sweep report: {data.name}"
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     outcomes = Counter(r["result"].get("outcome") for r in data.records)
-    totals = ", ".join(f"{outcomes[o]} {o}" for o in OUTCOMES if outcomes[o])
+    totals = ", ".join(f"{outcomes[o]} {outcome_word(o)}" for o in OUTCOMES if outcomes[o])
     seeds = sorted({r["config"]["seed"] for r in data.records})
     planned = len(sweep.configs) if sweep is not None else None
     parts = [

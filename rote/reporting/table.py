@@ -10,6 +10,7 @@ import io
 from pathlib import Path
 
 from rote.atomic import write_atomic
+from rote.training.metrics import outcome_word
 from rote.reporting.results import MEMORIZATION_COLUMNS, detection_rows, load, memorization_rows, summary_rows
 
 
@@ -29,7 +30,7 @@ def share(row, outcome: str) -> str:
     """'6/10 memorised (31-83%)': k of n with its 95% Wilson interval."""
     n, k = row["n_seeds"], row[f"n_{outcome}"]
     lo, hi = row[f"frac_{outcome}_low"], row[f"frac_{outcome}_high"]
-    word = {"memorized": "memorised"}.get(outcome, outcome)
+    word = outcome_word(outcome)
     return f"{k}/{n} {word} ({100 * lo:.0f}-{100 * hi:.0f}%)"
 
 
