@@ -109,15 +109,15 @@ def test_sweep_from_a_dict_resumes_and_overwrites(tmp_path, mnist, capsys):
         rote.sweep({**spec, "grid": {"labels": ["nonsense"]}}, out=tmp_path / "s2")
 
 
-def test_readme_python_api_example_runs_verbatim(tmp_path, monkeypatch, mnist):
+def test_manual_python_api_example_runs_verbatim(tmp_path, monkeypatch, mnist):
     pytest.importorskip("pandas")
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "manual.md").read_text()  # the example lives in the manual
     section = text.split("## Python API", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     real_run = rote.run
     monkeypatch.setattr(rote, "run", lambda *a, **kw: real_run(*a, **{**kw, **TINY}))  # a tiny setting
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "docs/manual.md", "exec"), {})
     assert (tmp_path / "runs" / "api-example" / "result.json").is_file()
 
 

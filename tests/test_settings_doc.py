@@ -37,3 +37,17 @@ def test_a_new_setting_makes_the_committed_list_stale(monkeypatch):
     monkeypatch.setitem(rote.cli.RUN_HELP, "seed", "a different help text")
     assert settings_doc.render() != (ROOT / "docs" / "settings.md").read_text()
     assert settings_doc.main(["--check"]) == 1
+
+
+def test_readme_is_a_short_guide_whose_links_hold():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) < 250 and "make run" in readme and "make test" in readme
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text()
+        assert "rote/studies/" not in text, f"{page.name}: a shipped study by its checkout path, not its name"
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if not target.startswith("http"):
+                assert (page.parent / target).exists(), f"{page.name} links to {target}, which is not there"
