@@ -1,4 +1,4 @@
-"""The Python API (rote.run, rote.load, rote.config), the README's example verbatim, users' models and data,
+"""The Python API (rote.run, rote.load, rote.config), the manual's example verbatim, users' models and data,
 studies by name, and the CLI's small fixes. Tiny runs only: mlp:16, a few hundred images, an epoch or two."""
 
 from __future__ import annotations
