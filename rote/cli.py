@@ -233,6 +233,13 @@ def cmd_run(args) -> int:
         print(f"\ninterrupted: config.json and history.csv up to the last full epoch are kept in {e.run_dir}",
               file=sys.stderr)
         return 130
+    except RoteError:
+        if tb is not None:  # refused before it trained: leave no empty TensorBoard run behind
+            import shutil
+
+            tb.close()
+            shutil.rmtree(tb.logdir, ignore_errors=True)
+        raise
     else:
         if tb is not None:
             tb.finish(result)

@@ -315,6 +315,8 @@ def test_tensorboard_run_and_sweep(tmp_path, mnist):
         out = rote_cli("run", "--n-train", 100, "--model", "mlp:16", "--epochs", 2, "--record-examples", "false",
                        "--seed", seed, "--tensorboard", tmp_path / "tb", "--out", tmp_path / run_dir, "--quiet")
         assert out.returncode == 0, out.stderr
+    out = rote_cli("run", "--n-train", 70000, "--tensorboard", tmp_path / "tb", "--out", tmp_path / "r4")
+    assert out.returncode == 2 and "larger than" in out.stderr  # refused: no third, empty TensorBoard run
     runs = sorted((tmp_path / "tb").iterdir())
     assert len(runs) == 2, runs  # each run its own folder, not steps appended to the first
     for seed, d in zip((0, 1), sorted(runs, key=lambda d: d.name.endswith("seed1"))):
