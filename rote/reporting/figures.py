@@ -269,7 +269,9 @@ def learning_curves(data: SweepData):
                     ax.plot(ep, [pts[e] for e in ep], color=color, lw=0.9, ls=(0, (3, 2)), alpha=0.8, zorder=2)
                     ax.plot([ep[-1]], [pts[ep[-1]]], color=color, marker="x", ms=5, mew=1.2, ls="none", zorder=3)
                 else:
-                    ax.plot(ep, [pts[e] for e in ep], color=color, lw=0.6, alpha=0.35 if len(c.runs) > 1 else 0.9)
+                    # a condition of one run has no median: its run is drawn as the legend shows it
+                    single = len(c.runs) == 1
+                    ax.plot(ep, [pts[e] for e in ep], color=color, lw=1.9 if single else 0.6, alpha=0.9 if single else 0.35)
         if not runs:
             continue
         ep, med = median_while_all_running(runs)
