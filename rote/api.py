@@ -1,4 +1,4 @@
-"""The Python API: ``rote.run``, ``rote.load``, ``rote.config`` (re-exported by ``rote``).
+"""The Python API: ``rote.run``, ``rote.sweep``, ``rote.load``, ``rote.config`` (re-exported by ``rote``).
 
 Thin calls into the library, as the CLI's commands are; nothing here imports
 torch until a run starts, so ``import rote`` stays fast.
@@ -27,8 +27,10 @@ class RunResult:
     model: Any = None  # the trained torch.nn.Module (eval mode, CPU), when run with save_model=True
 
     def __repr__(self) -> str:
+        from rote.training.metrics import outcome_word
+
         r = self.result
-        return (f"RunResult({r.get('outcome')}: train acc {r.get('train_acc', float('nan')):.2%}, test acc "
+        return (f"RunResult({outcome_word(r.get('outcome'))}: train acc {r.get('train_acc', float('nan')):.2%}, test acc "
                 f"{r.get('test_acc', float('nan')):.2%} after {r.get('epochs')} epoch(s); dir={str(self.dir)!r})")
 
 
@@ -42,9 +44,46 @@ def config(**settings) -> RunConfig:
     return RunConfig.from_dict(settings)
 
 
+def _in_python_words(e: RoteError) -> RoteError:
+    """The library's errors advise the CLI's --out; from Python the argument is out=."""
+    text = str(e).replace("another --out", "another out=").replace("use another --out", "use another out=")
+    return type(e)(text) if text != str(e) else e
+
+
+def _set_aside(path: Path, what: str) -> Optional[Path]:
+    """Move an existing record out of the way (overwrite=True); returns where, to drop or restore later.
+
+    Only a directory rote wrote is replaced, never an arbitrary one such as out=".".
+    """
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return None
+    if not path.is_dir() or not any((path / marker).exists() for marker in what.split()):
+        raise RoteError(f"out={str(path)!r} exists and is not a rote record (no {' or '.join(what.split())}); "
+                        f"overwrite=True replaces only those: pass another out=")
+    aside = path.with_name(f".{path.name}.replaced")
+    if aside.exists():
+        import shutil
+
+        shutil.rmtree(aside)
+    path.rename(aside)
+    return aside
+
+
+def _finish_aside(aside: Optional[Path], path: Path, ok: bool) -> None:
+    """Drop the old record once the new one stands; put it back when nothing new was written."""
+    import shutil
+
+    if aside is None:
+        return
+    if ok or path.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.rename(path)
+
+
 def run(cfg: Optional[RunConfig] = None, *, out: Optional[PathLike] = None, data_dir: Optional[PathLike] = None,
         quiet: bool = True, on_epoch: Optional[Callable] = None, save_model: bool = False,
-        checkpoint_every: Optional[float] = None, **settings) -> RunResult:
+        checkpoint_every: Optional[float] = None, overwrite: bool = False, **settings) -> RunResult:
     """Train one model and record it, as ``rote run`` does; return a RunResult.
 
     ``cfg`` (from ``rote.config``) and/or any run setting as a keyword
@@ -54,19 +93,117 @@ def run(cfg: Optional[RunConfig] = None, *, out: Optional[PathLike] = None, data
     ``rote run`` prints. ``on_epoch(record)`` is called after each epoch with
     its rote.training.records.EpochRecord. ``save_model=True`` keeps the final weights in model.pt and
     returns the model in RunResult.model. ``checkpoint_every``: seconds between checkpoints (0: every
-    epoch; default 600); an interrupted run goes on with ``rote run --resume DIR``.
+    epoch; default 600); an interrupted run goes on with ``rote run --resume DIR``. A run never writes
+    into another's directory: an existing ``out`` is an error unless ``overwrite=True``, which replaces
+    it (only a run directory, one with config.json).
     """
     from rote.experiments.run import load_model, run as run_one
 
     if cfg is not None and not isinstance(cfg, RunConfig):
         raise ConfigError(f"rote.run takes a RunConfig (from rote.config) or settings as keywords, got {cfg!r}")
     cfg = RunConfig.from_dict(settings, base=cfg) if settings or cfg is None else cfg
-    run_dir, result = run_one(cfg, None if out is None else Path(out),
-                              data_dir=None if data_dir is None else str(data_dir),
-                              log=(lambda s: None) if quiet else print, on_epoch=on_epoch,
-                              checkpoint_every=checkpoint_every, save_model=save_model)
+    out = None if out is None else Path(out)
+    if out is not None and out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise RoteError(f"out={str(out)!r} already exists and is not empty; pass another out=, or overwrite=True "
+                        f"to replace it")
+    aside = _set_aside(out, "config.json") if out is not None and overwrite else None
+    ok = False
+    try:
+        run_dir, result = run_one(cfg, out, data_dir=None if data_dir is None else str(data_dir),
+                                  log=(lambda s: None) if quiet else print, on_epoch=on_epoch,
+                                  checkpoint_every=checkpoint_every, save_model=save_model)
+        ok = True
+    except RoteError as e:
+        raise _in_python_words(e) from None
+    finally:
+        if out is not None:
+            _finish_aside(aside, out, ok)
     return RunResult(cfg, _history(Path(run_dir)), result, Path(run_dir),
                      load_model(Path(run_dir)) if save_model else None)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """A sweep's store after ``rote.sweep``: where it is and what happened to its runs this time."""
+
+    dir: Path
+    runs: int  # runs in the sweep
+    already: int  # finished before this call (kept, not redone)
+    done: int  # finished by this call
+    failed: int  # failed in this call (described in dir/failed/; call again to retry)
+
+    def load(self):
+        """(runs, histories) of the store, as ``rote.load`` gives them."""
+        return load(self.dir)
+
+
+def sweep(file_or_dict: Union[PathLike, dict], *, out: Optional[PathLike] = None, jobs: Optional[int] = None,
+          group: Optional[int] = None, backend: str = "local", address: Optional[str] = None, retries: int = 2,
+          data_dir: Optional[PathLike] = None, progress: bool = False, overwrite: bool = False,
+          tensorboard: Optional[PathLike] = None) -> SweepResult:
+    """Run a sweep into its store, as ``rote sweep`` does; return a SweepResult.
+
+    ``file_or_dict``: a sweep file's path, a shipped study's name
+    (``rote.sweep("seed-quick")``), or the file's content as a dict
+    (``{"name": ..., "base": {...}, "grid": {...}, "seeds": 3}``; see
+    ``rote sweep --help``). ``out`` is the store (default: sweeps/<name>/).
+    Calling again resumes: finished runs are kept, none is run twice.
+    ``overwrite=True`` deletes an existing store first (only a sweep's
+    store) and starts afresh. ``progress=True`` shows a progress bar, in a
+    notebook as in a terminal; ``jobs``, ``group``, ``backend``, ``address``,
+    ``retries`` are `rote sweep`'s options of the same names.
+    """
+    from rote.experiments import execute
+    from rote.experiments.studies import resolve_study
+    from rote.experiments.sweep import load_sweep, parse_sweep
+
+    try:
+        if isinstance(file_or_dict, dict):
+            import yaml
+
+            spec = dict(file_or_dict)
+            spec.setdefault("name", "sweep")
+            sw = parse_sweep(yaml.safe_dump(spec, sort_keys=False), where="<the dict given to rote.sweep>")
+        elif isinstance(file_or_dict, (str, Path)):
+            sw = load_sweep(resolve_study(str(file_or_dict)))
+        else:
+            raise ConfigError(f"rote.sweep takes a sweep file's path, a study's name or a dict, got {file_or_dict!r}")
+        root = Path(out) if out is not None else Path("sweeps") / sw.name
+        aside = _set_aside(root, "runs sweep.yaml index.csv") if overwrite else None
+        ok = False
+        try:
+            p = execute.plan(sw, root, data_dir=None if data_dir is None else str(data_dir))
+            tb_names = {}
+            if tensorboard is not None:
+                from rote.experiments.tracking import condition_words, require_tensorboard
+
+                require_tensorboard()
+                tb_names = {c.key(): condition_words(c) for c in sw.configs}
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(p.todo), unit="run", disable=not progress or not p.todo)
+
+            def on_result(r, counts):
+                if tensorboard is not None and r["status"] == "done":
+                    from rote.experiments.tracking import log_record
+
+                    log_record(Path(tensorboard) / f"{tb_names[r['key']]}_{r['key'][:8]}",
+                               p.store.record_dir(r["key"]))
+                bar.set_postfix(running=counts["running"], failed=counts["failed"], refresh=False)
+                bar.update(1)
+
+            counts = execute.run_sweep(p, jobs=jobs, group=group, backend=backend, address=address,
+                                       retries=retries, data_dir=None if data_dir is None else str(data_dir),
+                                       on_result=on_result, log=bar.write if progress else (lambda s: None))
+            bar.close()
+            ok = True
+        finally:
+            _finish_aside(aside, root, ok)
+    except RoteError as e:
+        raise _in_python_words(e) from None
+    if counts["interrupted"]:
+        raise KeyboardInterrupt
+    return SweepResult(root, len({c.key() for c in sw.configs}), len(p.done), counts["done"], counts["failed"])
 
 
 def load(store: PathLike):

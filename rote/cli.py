@@ -64,6 +64,33 @@ RUN_HELP = {
 }
 
 
+# the sweep file's format, for `rote sweep --help`
+SWEEP_FORMAT = """\
+the sweep file (YAML):
+  name: corruption           # the store's folder under sweeps/ (default: the file's name)
+  description: >             # optional, shown by `rote studies`
+    Label corruption with the seed CNN.
+  base:                      # any `rote run` setting, with _ for - (n_train, not --n-train);
+    n_train: 3000            #   the rest keep their defaults (the seed experiment)
+    epochs: 200
+  grid:                      # every combination of these values
+    labels: [true, "partial:0.2", "partial:0.4", random]
+  cases:                     # optional: partial settings, each combined with every grid point
+    - {inputs: none}         #   (for conditions that are not a product of values)
+    - {inputs: shuffled-pixels}
+  seeds: 5                   # 5 means seeds 0-4; or a list: [0, 3, 7]
+  expect_epochs: 40          # optional: epochs a run is expected to take, for the estimate
+
+The runs are cases x grid x seeds (here 2 x 4 x 5 = 40). Every run is checked before
+anything trains: an unknown key or a bad value is an error naming its line.
+The shipped studies are examples to copy: `rote studies` lists them.
+
+example:
+  rote sweep corruption-quick --dry-run   # the plan and an estimate of its time here
+  rote sweep my-sweep.yaml --out sweeps/mine && rote report sweeps/mine
+"""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line and exit code 2."""
 
@@ -139,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: $ROTE_DATA_DIR, then rote's cache, then download)")
     r.add_argument("--quiet", action="store_true", help="print only the summary, no per-epoch lines")
     r.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
-                   help="also log each epoch's scalars for TensorBoard in DIR (needs the tensorboard package)")
+                   help="also log each epoch's scalars, the settings and the result for TensorBoard: a new "
+                   "subdirectory of DIR per run, named by its time and condition (needs the tensorboard package)")
     r.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="go on with the unfinished run in RUN_DIR from its checkpoint, with its own settings")
     r.add_argument("--save-model", action="store_true", help="keep the final weights in model.pt "
@@ -159,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="run a sweep file into a result store; rerun to resume",
                         description="Expand a sweep file (a base run, a grid over run settings, seeds) and run "
                         "every run not yet in the store. Kill it at any moment and rerun: finished runs are kept, "
-                        "unfinished ones are run again, none twice.")
+                        "unfinished ones are run again, none twice.", epilog=SWEEP_FORMAT,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     sw.add_argument("file", help="sweep file (YAML), or the name of a shipped study (see `rote studies`)")
     sw.add_argument("--out", type=Path, default=None, help="store directory (default: sweeps/<name>/)")
     sw.add_argument("--jobs", type=positive_int, default=None, help="runs at once in local processes "
@@ -176,8 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--dry-run", action="store_true", help="show the plan and the estimate, run nothing")
     sw.add_argument("--no-estimate", action="store_true", help="skip the time estimate")
     sw.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
-                    help="also log each run's scalars per epoch for TensorBoard, one subdirectory of DIR per run key "
-                    "(needs the tensorboard package)")
+                    help="also log each run's scalars per epoch, its settings and result for TensorBoard, one "
+                    "subdirectory of DIR per run named by its condition and key (needs the tensorboard package)")
 
     sub.add_parser("studies", help="list the studies shipped with rote (run one with `rote sweep NAME`)")
 
@@ -190,7 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
                        + (", or a run directory (from `rote run`)" if name == "plot" else ""))
         c.add_argument("--out", type=Path, default=None, help="where to write (default: inside the store)")
 
-    sub.add_parser("models", help="list the registered models and their parameter counts")
+    m = sub.add_parser("models", help="list the registered models and their parameter counts",
+                       description="List the registered models with their parameter counts on a dataset's image "
+                       "shape (and on the 28x28 crop of --preprocess zhang where that differs).")
+    m.add_argument("--dataset", default=None, help="count on this dataset's shape: mnist, fashion-mnist, cifar10 "
+                   "(default: %s)" % RunConfig().dataset)
     p.subparsers = sub.choices  # for errors in a subcommand's own words (main)
     return p
 
@@ -226,20 +259,33 @@ def cmd_run(args) -> int:
     log = (lambda s: None) if args.quiet else print
     tb = None
     if args.tensorboard is not None:
-        from rote.experiments.tracking import TensorBoardLogger
+        from rote.experiments.tracking import TensorBoardLogger, require_tensorboard, run_logdir
 
-        tb = TensorBoardLogger(args.tensorboard, cfg)  # checks the package before anything trains
+        require_tensorboard()  # checks the package before anything trains
+        tb = TensorBoardLogger(run_logdir(args.tensorboard, cfg), cfg)
     try:
         run_dir, result = run(cfg, args.resume or args.out, data_dir=args.data_dir, log=log, progress=progress,
                               on_epoch=tb and tb.on_epoch, resume=args.resume is not None,
                               checkpoint_every=args.checkpoint_every, save_model=args.save_model)
     except RunInterrupted as e:
+        if tb is not None:
+            tb.finish({"outcome": "terminated" if e.terminated else "interrupted"})
         how = "terminated" if e.terminated else "interrupted"
         kept = (f"a checkpoint of epoch {e.kept_epoch} is kept in {e.run_dir}; go on with "
                 f"`rote run --resume {e.run_dir}`" if e.kept_epoch is not None else
                 f"config.json and history.csv are kept in {e.run_dir}, no epoch finished to resume from")
         print(f"\n{how}: {kept}", file=sys.stderr)
         return EXIT_TERMINATED if e.terminated else 130
+    except RoteError:
+        if tb is not None:  # refused before it trained: leave no empty TensorBoard run behind
+            import shutil
+
+            tb.close()
+            shutil.rmtree(tb.logdir, ignore_errors=True)
+        raise
+    else:
+        if tb is not None:
+            tb.finish(result)
     finally:
         if tb is not None:
             tb.close()
@@ -249,12 +295,14 @@ def cmd_run(args) -> int:
     if args.quiet:
         from rote.training.metrics import chance_sentence
 
-        print(f"{result['outcome']}: train acc {result['train_acc']:.2%}, test acc {result['test_acc']:.2%} "
+        from rote.training.metrics import outcome_word
+
+        print(f"{outcome_word(result['outcome'])}: train acc {result['train_acc']:.2%}, test acc {result['test_acc']:.2%} "
               f"after {plural(result['epochs'], 'epoch')}")
         print(chance_sentence(result["test_acc"], result["chance"]))
     print(f"recorded in {run_dir}/ ({', '.join(_written(run_dir))})")
     if tb is not None:
-        print(f"TensorBoard: tensorboard --logdir {args.tensorboard}")
+        print(f"TensorBoard: this run is {tb.logdir}/; see every run with tensorboard --logdir {args.tensorboard}")
     return 1 if result["outcome"] == "diverged" else 0
 
 
@@ -318,17 +366,24 @@ def cmd_sweep(args) -> int:
         return 0
     bar = tqdm(total=len(plan.todo), unit="run", dynamic_ncols=True, disable=None if plan.todo else True)
     names = condition_names(sweep)
+    if tb is not None:
+        from rote.experiments.tracking import condition_words
+
+        # one folder per run, named by its condition and key (a rerun logs only the runs it finishes)
+        tb_names = {c.key(): condition_words(c) for c in sweep.configs}
 
     def on_result(r, counts):
         name = names.get(r["key"], r["key"])
         if tb is not None and r["status"] == "done":  # from the record, whichever process or machine trained it
             from rote.experiments.tracking import log_record
 
-            log_record(tb / r["key"], plan.store.record_dir(r["key"]))
+            log_record(tb / f"{tb_names[r['key']]}_{r['key'][:8]}", plan.store.record_dir(r["key"]))
         if r["status"] == "failed":
             bar.write(f"run {name} ({r['key']}) failed: {r['error']}")
         if bar.disable:  # not a terminal: one line per run instead of a bar
-            print(f"[{counts['done'] + counts['failed']}/{bar.total}] {name}: {r.get('outcome', r['status'])}",
+            from rote.training.metrics import outcome_word
+
+            print(f"[{counts['done'] + counts['failed']}/{bar.total}] {name}: {outcome_word(r.get('outcome', r['status']))}",
                   flush=True)
         else:
             bar.set_description_str(name, refresh=False)
@@ -384,13 +439,19 @@ def condition_names(sweep) -> dict[str, str]:
 
 
 def cmd_studies(args) -> int:
+    import textwrap
+
     from rote.experiments.studies import list_studies
 
-    studies = list_studies()
-    width = max(len(s["name"]) for s in studies)
-    for s in studies:
-        print(f"{s['name']:<{width}}  {s['summary']}" + (f" [{s['time']}]" if s["time"] else ""))
-    print("run one with `rote sweep NAME` (results in sweeps/NAME/); show its plan first with --dry-run")
+    wrap = lambda text: textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="  ")  # noqa: E731
+    for s in list_studies():
+        print(f"{s['name']}: {plural(s['runs'], 'run')}, at most {plural(s['epochs'], 'epoch')} each")
+        print(wrap(s["description"]))
+        print(wrap("time: " + (s["time"] or "not measured yet; `rote sweep " + s["name"] + " --dry-run` estimates "
+                               "it on this machine")))
+        print()
+    print("run one with `rote sweep NAME` (results in sweeps/NAME/); show its plan and an estimate of its time on "
+          "this machine first with `rote sweep NAME --dry-run`")
     return 0
 
 
@@ -400,6 +461,10 @@ def _store(args):
     if not args.sweep_dir.is_dir():
         raise RoteError(f"{args.sweep_dir} does not exist; expected a sweep's store (made by `rote sweep`)"
                         + (" or a run directory (made by `rote run`)" if args.command == "plot" else ""))
+    if (args.sweep_dir / "config.json").is_file():  # one run's directory, from `rote run`
+        raise RoteError(f"{args.sweep_dir} is one run's directory; `rote {args.command}` summarises a sweep's store "
+                        f"(several runs, made by `rote sweep FILE`); for one run, its result is in "
+                        f"{args.sweep_dir / 'result.json'} and `rote plot {args.sweep_dir}` redraws its curves")
     store = Store(args.sweep_dir)
     if not store.done_keys():
         raise RoteError(f"{args.sweep_dir} holds no finished runs; run `rote sweep FILE --out {args.sweep_dir}` first")
@@ -484,21 +549,39 @@ def cmd_report(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from rote.config import RunConfig
+    from rote.data.prepare import input_shape
     from rote.data.registry import get_spec
     from rote.models import available_models, count_parameters, create_model, default_model_name
 
-    # parameter counts depend on the input shape: give them for the default dataset
-    spec = get_spec(RunConfig().dataset)
-    print(f"parameters on {spec.title} ({'x'.join(map(str, spec.image_shape))}, {spec.classes} classes); "
-          f"a bare family name means the one counted here")
-    for family, help in available_models().items():
-        name = default_model_name(family)
-        model = create_model(name, in_shape=spec.image_shape, classes=spec.classes)
-        print(f"{name:<20} {count_parameters(model):>10,} parameters  {help}")
+    # parameter counts depend on the input shape: the dataset's, and the crop of --preprocess zhang where it differs
+    spec = get_spec(args.dataset or RunConfig().dataset)
+    shapes = {"": tuple(spec.image_shape)}
+    cropped = input_shape(tuple(spec.image_shape), "zhang")
+    if cropped != shapes[""]:
+        shapes[" (--preprocess zhang)"] = cropped
+    heads = ["x".join(map(str, shape)) + what for what, shape in shapes.items()]
+    print(f"parameters on {spec.title} ({spec.classes} classes) by input shape"
+          + (" (Zhang et al.'s Table 1 counts on the crop)" if len(shapes) > 1 else "")
+          + "; a bare family name means the one counted here; `rote models --dataset NAME` for another dataset")
+    names = {default_model_name(f): h for f, h in available_models().items()}
+    names.update({n: "Zhang et al.'s MLP 3x512" for n in MODEL_EXAMPLES if n not in names})
+    widths = [max(10, len(h)) for h in heads]
+    print(f"{'model':<20} " + "  ".join(f"{h:>{w}}" for h, w in zip(heads, widths)))
+    for name, help in names.items():
+        cells = []
+        for shape in shapes.values():
+            try:
+                cells.append(f"{count_parameters(create_model(name, in_shape=shape, classes=spec.classes)):,}")
+            except Exception:  # a model that does not fit this shape (too small an image for its pooling)
+                cells.append("-")
+        print(f"{name:<20} " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths)) + f"  {help}")
     print("your own: --model package.module:function, called as function(in_shape=(C, H, W), classes=K) "
           "and returning a torch.nn.Module")
     return 0
+
+
+# listed by `rote models` beside each family's default
+MODEL_EXAMPLES = ("mlp:512x512x512",)
 
 
 def main(argv=None) -> int:
@@ -514,9 +597,9 @@ def main(argv=None) -> int:
             close = difflib.get_close_matches(extra[0].split("=")[0], flags, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
         (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
-    if args.command is None:
+    if args.command is None:  # bare `rote`: the help is the answer, not an error
         parser.print_help()
-        return 2
+        return 0
     sigterm_as_interrupt()
     try:
         commands = {"run": cmd_run, "data": cmd_data, "models": cmd_models, "sweep": cmd_sweep, "table": cmd_table,

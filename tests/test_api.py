@@ -1,4 +1,4 @@
-"""The Python API (rote.run, rote.load, rote.config), the README's example verbatim, users' models and data,
+"""The Python API (rote.run, rote.load, rote.config), the manual's example verbatim, users' models and data,
 studies by name, and the CLI's small fixes. Tiny runs only: mlp:16, a few hundred images, an epoch or two."""
 
 from __future__ import annotations
@@ -67,15 +67,57 @@ def test_load_a_store(tmp_path, mnist):
     assert list(hist.columns[:2]) == ["key", "epoch"]
 
 
-def test_readme_python_api_example_runs_verbatim(tmp_path, monkeypatch, mnist):
+def test_run_out_exists_names_the_argument_and_overwrite_replaces(tmp_path, mnist):
+    first = rote.run(n_train=100, out=tmp_path / "x", **TINY)
+    with pytest.raises(rote.errors.RoteError, match=r"out=.* already exists .*overwrite=True") as e:
+        rote.run(n_train=100, seed=1, out=tmp_path / "x", **TINY)
+    assert "--out" not in str(e.value)
+    assert json.loads((tmp_path / "x" / "config.json").read_text())["config"]["seed"] == 0  # untouched
+    second = rote.run(n_train=100, seed=1, out=tmp_path / "x", overwrite=True, **TINY)
+    assert second.dir == first.dir and json.loads((tmp_path / "x" / "config.json").read_text())["config"]["seed"] == 1
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # the old record is gone, not left aside
+    # a failing run leaves the old record where it was; overwrite never deletes what rote did not write
+    with pytest.raises(rote.errors.RoteError, match="larger than"):  # found against the data, after set-aside
+        rote.run(n_train=70000, seed=2, out=tmp_path / "x", overwrite=True, **TINY)
+    assert json.loads((tmp_path / "x" / "config.json").read_text())["config"]["seed"] == 1
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(rote.errors.RoteError, match="not a rote record"):
+        rote.run(n_train=100, out=tmp_path / "mine", overwrite=True, **TINY)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_sweep_from_a_dict_resumes_and_overwrites(tmp_path, mnist, capsys):
     pytest.importorskip("pandas")
-    text = (ROOT / "README.md").read_text()
+    spec = {"name": "d", "base": {"n_train": 100, "epochs": 1, "model": "mlp:16", "record_examples": False,
+                                  "device": "cpu"}, "grid": {"labels": ["true", "random"]}}
+    s = rote.sweep(spec, out=tmp_path / "store", jobs=1, progress=True)
+    assert (s.dir, s.runs, s.already, s.done, s.failed) == (tmp_path / "store", 2, 0, 2, 0)
+    assert "2/2" in capsys.readouterr().err  # tqdm's bar, as a notebook would show it
+    runs, _ = s.load()
+    assert sorted(runs.labels) == ["random", "true"]
+    again = rote.sweep(spec, out=tmp_path / "store", jobs=1)
+    assert (again.already, again.done) == (2, 0)  # resumed: nothing run twice
+    fresh = rote.sweep({**spec, "seeds": [3]}, out=tmp_path / "store", jobs=1, overwrite=True)
+    assert (fresh.already, fresh.done) == (0, 2)
+    assert sorted(fresh.load()[0].seed) == [3, 3]  # the old store's runs are gone
+    (tmp_path / "f").write_text("")
+    with pytest.raises(rote.errors.RoteError, match="out=") as e:
+        rote.sweep(spec, out=tmp_path / "f")
+    assert "--out" not in str(e.value)
+    with pytest.raises(ConfigError, match="labels"):
+        rote.sweep({**spec, "grid": {"labels": ["nonsense"]}}, out=tmp_path / "s2")
+
+
+def test_manual_python_api_example_runs_verbatim(tmp_path, monkeypatch, mnist):
+    pytest.importorskip("pandas")
+    text = (ROOT / "docs" / "manual.md").read_text()  # the example lives in the manual
     section = text.split("## Python API", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     real_run = rote.run
     monkeypatch.setattr(rote, "run", lambda *a, **kw: real_run(*a, **{**kw, **TINY}))  # a tiny setting
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "docs/manual.md", "exec"), {})
     assert (tmp_path / "runs" / "api-example" / "result.json").is_file()
 
 
@@ -178,7 +220,15 @@ def test_own_model_and_npz_in_a_sweep(tmp_path):
 
 def test_studies_by_name_outside_a_checkout(tmp_path):
     out = rote_cli("studies", cwd=tmp_path)
-    assert out.returncode == 0 and re.search(r"^seed-quick\s.*16 minutes measured", out.stdout, re.M), out.stdout
+    assert out.returncode == 0 and re.search(r"^seed-quick: 6 runs.*\n(  .*\n)*  time: 16 minutes measured", out.stdout,
+                                             re.M), out.stdout
+    from rote.experiments.studies import list_studies
+    from rote.experiments.sweep import load_sweep
+
+    flat = " ".join(out.stdout.split())
+    for s in list_studies():  # every study: its whole description and a time line
+        assert s["time"] and f"time: {s['time']}" in flat
+        assert " ".join(load_sweep(s["path"]).description.split()) in flat
     out = rote_cli("sweep", "seed-quick", "--dry-run", "--no-estimate", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "6 runs (1 condition x 6 seeds)" in out.stdout and "sweeps/seed-quick" in out.stdout
@@ -247,23 +297,52 @@ def _scalars(logdir):
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+def _hparams(logdir) -> dict:
+    """The hparams plugin's settings of the run logged in logdir, read back from its event file."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    for content in acc.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.HasField("session_start_info"):
+            hp = data.session_start_info.hparams
+            return {k: (v.string_value or v.number_value) for k, v in hp.items()}
+    return {}
+
+
 def test_tensorboard_run_and_sweep(tmp_path, mnist):
     pytest.importorskip("tensorboard")
     r = rote.run(n_train=100, out=tmp_path / "r", on_epoch=None, **TINY)  # the API takes on_epoch too
-    out = rote_cli("run", "--n-train", 100, "--model", "mlp:16", "--epochs", 2, "--record-examples", "false",
-                   "--tensorboard", tmp_path / "tb", "--out", tmp_path / "r2", "--quiet")
-    assert out.returncode == 0, out.stderr
-    s = _scalars(tmp_path / "tb")
-    assert [step for step, _ in s["train/loss"]] == [1, 2] and "val/acc" in s
+    for seed, run_dir in ((0, "r2"), (1, "r3")):  # two runs into one --tensorboard directory
+        out = rote_cli("run", "--n-train", 100, "--model", "mlp:16", "--epochs", 2, "--record-examples", "false",
+                       "--seed", seed, "--tensorboard", tmp_path / "tb", "--out", tmp_path / run_dir, "--quiet")
+        assert out.returncode == 0, out.stderr
+    out = rote_cli("run", "--n-train", 70000, "--tensorboard", tmp_path / "tb", "--out", tmp_path / "r4")
+    assert out.returncode == 2 and "larger than" in out.stderr  # refused: no third, empty TensorBoard run
+    runs = sorted((tmp_path / "tb").iterdir())
+    assert len(runs) == 2, runs  # each run its own folder, not steps appended to the first
+    for seed, d in zip((0, 1), sorted(runs, key=lambda d: d.name.endswith("seed1"))):
+        assert re.fullmatch(rf"\d{{8}}-\d{{4}}-\d{{2}}_mnist-n100-permute-mlp16-seed{seed}", d.name), d.name
+        s = _scalars(d)
+        assert [step for step, _ in s["train/loss"]] == [1, 2] and "val/acc" in s
+        result = json.loads((tmp_path / f"r{seed + 2}" / "result.json").read_text())
+        assert s["result/test_acc"] == [(2, pytest.approx(result["test_acc"]))]
+        hp = _hparams(d)
+        assert hp["outcome"] == result["outcome"] and hp["seed"] == seed and hp["model"] == "mlp:16"
     (tmp_path / "s.yaml").write_text("name: s\nbase: {n_train: 100, epochs: 2, model: 'mlp:16', "
                                      "record_examples: false, device: cpu}\nseeds: 2\ngrid: {labels: [random]}\n")
     out = rote_cli("sweep", tmp_path / "s.yaml", "--out", tmp_path / "store", "--jobs", "1", "--no-estimate",
                    "--tensorboard", tmp_path / "tbs")
     assert out.returncode == 0, out.stderr
     keys = {p.name for p in (tmp_path / "store" / "runs").iterdir()}
-    assert {p.name for p in (tmp_path / "tbs").iterdir()} == keys and len(keys) == 2
-    for k in keys:
-        assert [step for step, _ in _scalars(tmp_path / "tbs" / k)["train/acc"]] == [1, 2]
+    logged = {p.name for p in (tmp_path / "tbs").iterdir()}
+    assert len(keys) == 2 and {n.rsplit("_", 1)[1] for n in logged} == {k[:8] for k in keys}
+    for name in logged:
+        assert name.startswith("mnist-n100-random-mlp16-seed")
+        assert [step for step, _ in _scalars(tmp_path / "tbs" / name)["train/acc"]] == [1, 2]
+        assert _hparams(tmp_path / "tbs" / name)["labels"] == "random"
     assert r.result
 
 
@@ -303,3 +382,12 @@ def test_missing_fashion_mnist_names_the_apt_command(tmp_path):
         load_dataset("fashion-mnist", sources=[SystemDirSource(spec, tmp_path / "absent", spec.system_package)])
     if shutil.which("apt-get"):
         assert "`apt-get install -y dataset-fashion-mnist`" in str(e.value)
+
+
+def test_outcomes_read_in_british_spelling_while_files_keep_memorized(tmp_path):
+    from rote.training.metrics import outcome_word
+
+    assert outcome_word("memorized") == "memorised" and outcome_word("collapsed") == "collapsed"
+    r = rote.RunResult(rote.config(), None, {"outcome": "memorized", "train_acc": 1.0, "test_acc": 0.1, "epochs": 3},
+                       tmp_path)
+    assert repr(r).startswith("RunResult(memorised:")

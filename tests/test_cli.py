@@ -126,3 +126,45 @@ def test_help_explains_every_setting(capsys):
     for flag in ("--n-train", "--labels", "--init", "--stop-at", "--eval-every", "--collapse-patience", "--seed",
                  "--device", "--data-dir", "--out"):
         assert flag in text
+
+
+# -- help and small commands ------------------------------------------------------------------
+
+
+def test_sweep_help_shows_a_format_that_parses(capsys):
+    import textwrap
+
+    from rote.cli import SWEEP_FORMAT
+    from rote.experiments.sweep import parse_sweep
+
+    code, out, _ = run_main(capsys, "sweep", "--help")
+    assert code == 0 and "the sweep file (YAML):" in out and "seeds: 5" in out and "rote sweep corruption-quick" in out
+    example = textwrap.dedent(SWEEP_FORMAT.split("\n\n")[0].split("\n", 1)[1])
+    sweep = parse_sweep(example, "example.yaml")
+    assert len(sweep.configs) == 2 * 4 * 5 and "(here 2 x 4 x 5 = 40)" in out
+    assert {c.inputs for c in sweep.configs} == {"none", "shuffled-pixels"} and sweep.configs[0].n_train == 3000
+
+
+def test_bare_rote_prints_help_and_exits_0(capsys):
+    code, out, _ = run_main(capsys)
+    assert code == 0 and "usage: rote" in out and "sweep" in out
+
+
+def test_models_on_cifar10_give_table_1s_counts(capsys):
+    code, out, _ = run_main(capsys, "models", "--dataset", "cifar10")
+    assert code == 0
+    rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines()[2:] if line.split()[0][:1].isalpha()}
+    assert rows["mlp:512"] == ["1,578,506", "1,209,866"]  # 3x32x32 as stored; 3x28x28 after --preprocess zhang
+    assert rows["mlp:512x512x512"][1] == "1,735,178"
+    code, out, err = run_main(capsys, "models", "--dataset", "imagenet")
+    assert code == 2 and "unknown dataset" in err
+
+
+def test_table_and_report_on_a_run_directory_say_what_they_need(tmp_path, capsys):
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    for command in ("table", "report"):
+        code, _, err = run_main(capsys, command, str(d))
+        assert code == 2 and "one run's directory" in err and "rote sweep" in err and "--out" not in err
+        assert len(err.strip().splitlines()) == 1

@@ -312,9 +312,11 @@ def test_median_runs_only_while_every_run_runs(store, tmp_path):
     (rec["dir"] / "history.csv").write_text("\n".join(lines[:2]) + "\n")
     data = load(s)
     fig, _ = FIGURES["learning_curves"].draw(data)
-    thick = {ln.get_label(): list(ln.get_xdata()) for ln in fig.axes[0].get_lines() if ln.get_linewidth() > 1.5}
-    assert thick["random labels, N = 100"] == [1]
-    assert thick["random labels, N = 200"] == [1, 2]
+    thick = {ln.get_label(): list(ln.get_xdata()) for ln in fig.axes[0].get_lines()
+             if ln.get_linewidth() > 1.5 and not ln.get_label().startswith("_")}
+    # the legend says where a median stops early
+    assert thick["random labels, N = 100 (median of 2, to epoch 1)"] == [1]
+    assert thick["random labels, N = 200 (median of 2)"] == [1, 2]
 
 
 def test_names_in_words():
@@ -376,3 +378,53 @@ def test_per_example_figures_of_a_run_and_of_a_sweep(store, tmp_path):
     notes = []
     assert {p.name for p in plot_run(d, log=notes.append)} == {"curves.png", "curves.svg"}
     assert notes and "record_examples" in notes[0]
+
+
+# -- how the figures look: what a reader needs is drawn, nothing is stacked on one point ----------------
+
+
+def test_auroc_at_one_level_is_one_row_per_score(seed_store):
+    fig, caption = FIGURES["detection_auroc"].draw(load(seed_store))  # random labels only: one level, P = 1
+    ax = fig.axes[0]
+    scores = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(scores) == len(set(scores)) >= 5 and "first_learned" in scores
+    assert "P = 1" in ax.get_xlabel() and "best score at the top" in caption
+
+
+def test_learning_curves_draw_collapsed_runs_apart_and_say_so(store, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    s = Store(copy)
+    rec = next(r for r in s.records() if r["config"]["labels"] == "random" and r["config"]["n_train"] == 200)
+    res = json.loads((rec["dir"] / "result.json").read_text())
+    (rec["dir"] / "result.json").write_text(json.dumps({**res, "outcome": "collapsed"}))
+    fig, caption = FIGURES["learning_curves"].draw(load(s))
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "collapsed or diverged run (1), x at its end" in labels
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() not in ("-", "None") and len(ln.get_xdata())]
+    assert len(dashed) == 1 and "dashed lines ending in a cross" in caption
+
+
+def test_seed_outcomes_label_at_most_fifteen_seeds_and_show_when_runs_ended(seed_store):
+    data = load(seed_store)
+    fig, caption = FIGURES["seed_outcomes"].draw(data)
+    ax, ax_ep = fig.axes[:2]
+    c = data.conditions[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(s) for s in c.seeds]  # few seeds: every one
+    ends = sorted(p[1] for coll in ax_ep.collections for p in coll.get_offsets())
+    assert ends == sorted(r["result"]["epochs"] for r in c.runs)  # stop_at none: each ran its whole budget
+    assert "Final training accuracy" in caption
+
+
+def test_data_map_shows_a_sample_and_says_so(store, monkeypatch):
+    from rote.reporting import examples_figures as ex
+
+    rec = next(r for r in store.records() if r["config"]["labels"] == "partial:0.5" and r["config"]["n_train"] == 200)
+    scores = ex.read_scores(rec["dir"])
+    monkeypatch.setattr(ex, "DATA_MAP_POINTS", 20)
+    fig, (ax,) = ex.subplots()
+    ex.draw_data_map(ax, scores)
+    drawn = [len(coll.get_offsets()) for coll in ax.collections]
+    assert drawn and max(drawn) <= 20
+    assert any("20 shown" in t.get_text() for t in ax.get_legend().get_texts())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 from pathlib import Path
 
@@ -27,12 +26,18 @@ def resolve_study(name_or_path: str) -> Path:
 
 
 def list_studies() -> list[dict]:
-    """[{'name', 'path', 'summary': the header's first line, 'time': the time the header states, or ''}]."""
+    """[{'name', 'path', 'summary': the header's first line, 'description': the file's description, whole,
+    'time': the header's 'Time:' paragraph (or ''), 'runs', 'epochs': the most epochs a run may use}]."""
+    from rote.experiments.sweep import load_sweep
+
     out = []
     for name, path in sorted(_files().items()):
         header = [line.lstrip("#").strip() for line in path.read_text().splitlines() if line.startswith("#")]
-        text = re.sub(r"\s*\([^)]*\)", "", " ".join(h for h in header if h))  # without the parentheses
-        m = re.search(r"(\d+-core CPU|GPU):\s*(.*?)(?:[.;,](?:\s|$)|$)", text)
+        # the header's paragraph that starts "Time:" (each shipped study has one)
+        paragraphs = " ".join(h or "\n" for h in header).split("\n")
+        time = next((" ".join(t.split())[len("Time:"):].strip() for t in paragraphs if t.strip().startswith("Time:")), "")
+        sweep = load_sweep(path)
         out.append({"name": name, "path": path, "summary": next((h for h in header if h), ""),
-                    "time": f"{m.group(1)}: {m.group(2)}" if m else ""})
+                    "description": " ".join(sweep.description.split()), "time": time,
+                    "runs": len({c.key() for c in sweep.configs}), "epochs": max(c.epochs for c in sweep.configs)})
     return out

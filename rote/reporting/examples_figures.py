@@ -110,7 +110,11 @@ def draw_grid(fig, spec, scores: dict, images: np.ndarray, score: str = "first_l
         ax.set_title(f"{given} / {true}\n" + ("never" if np.isnan(v) else f"{v:g}"), fontsize=6.5, pad=2,
                      color=CHANGED if given != true else "0.1")
     if title and first is not None:
-        first.text(0, 1.6, title, transform=first.transAxes, fontsize=8.5, va="bottom", ha="left")
+        import textwrap
+
+        # wrapped to the grid's width: a longer line would widen the saved figure and shrink the images
+        first.text(0, 1.6, textwrap.fill(title, 13 * ncols), transform=first.transAxes, fontsize=8.5, va="bottom",
+                   ha="left")
 
 
 def _epoch_or_never(scores: dict, epochs: int) -> np.ndarray:
@@ -139,25 +143,39 @@ def draw_first_learned(ax, scores: dict, epochs: int, legend: bool = True):
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if legend:  # below the axes, never over the curves
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.36), fontsize=6.5, frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.42), fontsize=6.5, frameon=False)
+
+
+# at most this many points of each group (kept, changed) in a data map: more only hide each other
+DATA_MAP_POINTS = 800
 
 
 def draw_data_map(ax, scores: dict, legend: bool = True):
-    """Confidence (mean probability of the given label) against its variability (std over epochs)."""
+    """Confidence (mean probability of the given label) against its variability (std over epochs).
+
+    Each group is drawn as a fixed random sample of at most DATA_MAP_POINTS (the legend says so), light
+    enough that the density shows, with a cross at the group's median: thousands of points are a blot.
+    """
     ch = scores["changed"]
-    n = len(ch)
-    size = 6 if n <= 2000 else 2
+    rng = np.random.default_rng(0)  # the same sample every time the figure is drawn
     for mask, color, name, z in ((~ch, KEPT, "kept labels", 2), (ch, CHANGED, "changed labels", 3)):
-        if mask.sum():
-            ax.scatter(scores["variability"][mask], scores["confidence"][mask], s=size, color=color, alpha=0.45,
-                       lw=0, zorder=z, label=f"{name} ({int(mask.sum())})", rasterized=n > 2000)
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            continue
+        shown = np.sort(rng.choice(idx, DATA_MAP_POINTS, replace=False)) if len(idx) > DATA_MAP_POINTS else idx
+        x, y = scores["variability"][shown], scores["confidence"][shown]
+        what = f"{name} ({len(idx):,}" + (f"; {len(shown):,} shown)" if len(shown) < len(idx) else ")")
+        ax.scatter(x, y, s=4, color=color, alpha=0.3 if len(shown) > 300 else 0.55, lw=0, zorder=z, label=what,
+                   rasterized=len(shown) > 500)
+        ax.plot(np.nanmedian(scores["variability"][idx]), np.nanmedian(scores["confidence"][idx]), marker="P",
+                ms=8, color=color, mec="white", mew=1.0, ls="none", zorder=5)
+    ax.plot([], [], marker="P", ms=4, color="0.3", mec="white", ls="none", label="median of each group")
     ax.set_xlabel("variability (std of p(label))")
-    ax.set_ylabel("confidence (mean p(label))")
+    ax.set_ylabel("confidence\n(mean p(label))")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(left=0)
-    if legend:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.36), fontsize=6.5, frameon=False, markerscale=2,
-                  ncol=2)
+    if legend:  # one column: as narrow as the panel, so that panels side by side keep their legends apart
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.42), fontsize=6.5, frameon=False, markerscale=2)
 
 
 def run_words(cfg: dict) -> str:
@@ -185,11 +203,12 @@ def plot_examples(run_dir: Path, score: str = "first_learned", k: int = 24) -> t
                   title=f"{run_words(cfg)}: the {k} training examples {score_words(score)}; "
                         "given / true label above each (red: changed), then the score")
         paths += save(fig, run_dir / "examples_grid.png")
-    fig, (ax1, ax2) = subplots(ncols=2, width=3.6, height=3.0)
+    fig, (ax1, ax2) = subplots(ncols=2, width=3.6, height=3.4)
     draw_first_learned(ax1, scores, epochs)
     ax1.set_title("When examples are learned", fontsize=10)
     draw_data_map(ax2, scores)
     ax2.set_title("Data map", fontsize=10)
-    fig.suptitle(run_words(cfg), fontsize=9.5)
+    # above both panels and their titles, clear of the rotated axis labels
+    fig.suptitle(run_words(cfg), fontsize=9.5, y=1.0)
     paths += save(fig, run_dir / "examples.png")
     return paths, notes

@@ -23,6 +23,7 @@ from rote.config import fit_threshold
 from rote.data.corruption import parse_label_corruption
 from rote.errors import ConfigError
 from rote.experiments.record import BUDGET_SPENT
+from rote.training.metrics import outcome_word
 from rote.reporting.results import (OUTCOMES, Condition, SweepData, condition_in_words, detection_rows, fit_epoch,
                                     incidence, load, mean_std, median_while_all_running, memorisation_events,
                                     representative_runs)
@@ -254,6 +255,7 @@ def learning_curves(data: SweepData):
         raise Skip("no run has a history.csv with training loss")
     fig, (ax,) = subplots(width=5.0 if len(data.conditions) > 6 else 4.4, height=3.2)
     stopped_early = False
+    collapsed = 0
     for c in data.conditions:
         color = condition_color(c.index)
         runs = []
@@ -264,26 +266,46 @@ def learning_curves(data: SweepData):
             if pts:
                 runs.append(pts)
                 ep = sorted(pts)
-                ax.plot(ep, [pts[e] for e in ep], color=color, lw=0.6, alpha=0.35 if len(c.runs) > 1 else 0.9)
+                dead = r["result"].get("outcome") in ("collapsed", "diverged")
+                if dead:  # dashed and ending in a cross: a run that died looks nothing like one still on its plateau
+                    collapsed += 1
+                    ax.plot(ep, [pts[e] for e in ep], color=color, lw=0.9, ls=(0, (3, 2)), alpha=0.8, zorder=2)
+                    ax.plot([ep[-1]], [pts[ep[-1]]], color=color, marker="x", ms=5, mew=1.2, ls="none", zorder=3)
+                else:
+                    # a condition of one run has no median: its run is drawn as the legend shows it
+                    single = len(c.runs) == 1
+                    ax.plot(ep, [pts[e] for e in ep], color=color, lw=1.9 if single else 0.6, alpha=0.9 if single else 0.35)
         if not runs:
             continue
         ep, med = median_while_all_running(runs)
-        stopped_early |= len(ep) < max(len(p) for p in runs)
+        longest = max(max(p) for p in runs)
+        early = bool(ep) and ep[-1] < longest
+        stopped_early |= early
+        label = c.label
         if len(runs) > 1 and ep:
-            ax.plot(ep, med, color=color, lw=1.9, label=c.label)
+            # the legend says how far the median goes when the first run stopped early
+            label += f" (median of {len(runs)}" + (f", to epoch {ep[-1]})" if early else ")")
+            ax.plot(ep, med, color=color, lw=1.9, label=label)
+            if early:
+                ax.plot([ep[-1]], [med[-1]], color=color, marker="|", ms=9, mew=1.9, ls="none")
         else:
-            ax.plot([], [], color=color, lw=1.9, label=c.label)
+            ax.plot([], [], color=color, lw=1.9, label=label)
+    if collapsed:
+        ax.plot([], [], color="0.3", lw=0.9, ls=(0, (3, 2)), marker="x", ms=5, mew=1.2,
+                label=f"collapsed or diverged run ({collapsed}), x at its end")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("training loss (cross-entropy, nats)")
     ax.set_ylim(bottom=0)
     ax.set_xlim(left=0)
     ax.set_title("Learning curves")
-    legend(ax)
+    legend(ax, fontsize=7.5, outside=True)  # beside the axes: curves fill the whole plot
     caption = ("Training loss (mean over the epoch's batches) against epoch: thin lines are single runs, the thick "
                "line of each condition the median over all its seeds, drawn only while every seed is still running"
-               + (" (it ends where the first seed stopped, memorised or collapsed: a median of the survivors alone "
-                  "would be a curve no run had)" if stopped_early else "")
+               + (" (it ends, at the bar, where the first seed stopped, memorised or collapsed: a median of the "
+                  "survivors alone would be a curve no run had)" if stopped_early else "")
+               + ("; dashed lines ending in a cross are runs that collapsed (a dead network, stopped) or diverged"
+                  if collapsed else "")
                + ". Cf. Zhang et al. 2017, Fig. 1a.")
     return fig, caption
 
@@ -649,10 +671,12 @@ def seed_outcomes(data: SweepData):
     c = data.conditions[0]
     if len(c.runs) < 2:
         raise Skip("needs at least two seeds")
-    fig, (ax, ax_tr) = subplots(ncols=2, width=3.8, height=3.2)
-    xs = list(range(len(c.runs)))
+    n = len(c.runs)
+    fig, (ax, ax_ep) = subplots(ncols=2, width=max(3.8, 1.3 + 0.11 * n), height=3.2)
+    xs = list(range(n))
     seen = set()
     uniform = None
+    budget = None
     for x, r in zip(xs, c.runs):
         outcome = r.outcome
         color = OUTCOME_COLORS.get(outcome, "0.3")
@@ -660,45 +684,53 @@ def seed_outcomes(data: SweepData):
         uniform = r.chance_uniform or uniform
         band = r.chance_band
         if band and None not in band:
-            ax.vlines(x, 100 * band[0], 100 * band[1], color="0.6", lw=7, alpha=0.45, zorder=1,
+            ax.vlines(x, 100 * band[0], 100 * band[1], color="0.6", lw=min(7.0, 180 / n), alpha=0.45, zorder=1,
                       label="95% chance band" if x == 0 else None)
-        lab = outcome if outcome not in seen else None
+        lab = outcome_word(outcome) if outcome not in seen else None
         seen.add(outcome)
         if r.test_acc is not None:
             ax.scatter([x], [100 * r.test_acc], color=color, marker=marker, s=36, zorder=3, label=lab,
                        edgecolors="white", lw=0.5)
-        if r.train_acc is not None:
-            ax_tr.scatter([x], [100 * r.train_acc], color=color, marker=marker, s=36, zorder=3,
-                          edgecolors="white", lw=0.5)
-            e = fit_epoch(r)[0]
-            if e is not None:
-                ax_tr.annotate(f"{e}", (x, 100 * r.train_acc), textcoords="offset points", xytext=(0, -7),
-                               ha="center", va="top", fontsize=7, color="0.25")
+        # right: the epoch it memorised, or the epoch it stopped at (collapsed, diverged, out of budget)
+        e = fit_epoch(r)[0] if outcome == "memorized" else res.get("epochs")
+        if e is not None:
+            ax_ep.scatter([x], [e], color=color, marker=marker, s=36, zorder=3, edgecolors="white", lw=0.5)
+        budget = r["config"].get("epochs", budget)
     if uniform is not None:
         ax.axhline(100 * uniform, color="0.3", ls="--", lw=1, label=f"uniform chance ({100 * uniform:.0f}%)")
-    stop = fit_threshold(c.settings.get("stop_at"))
-    ax_tr.axhline(100 * stop, color="0.4", ls="-.", lw=1, label=f"memorisation threshold ({100 * stop:.1f}%)")
-    for a in (ax, ax_tr):
-        a.set_xticks(xs)
-        a.set_xticklabels([str(s) for s in c.seeds])
+    if budget is not None:
+        ax_ep.axhline(budget, color="0.5", ls=":", lw=1, label=f"epoch budget ({budget})", zorder=1)
+    # seed labels: every one while they fit, else every 5th (with a small tick at each seed)
+    every = 1 if n <= 15 else 5 if n <= 60 else 10
+    for a in (ax, ax_ep):
+        a.set_xticks(xs, minor=True)
+        a.set_xticks(xs[::every])
+        a.set_xticklabels([str(s) for s in c.seeds][::every])
         a.set_xlabel("seed")
-        a.set_xlim(-0.7, len(xs) - 0.3)
+        a.set_xlim(-0.7, n - 0.3)
         a.grid(axis="x", visible=False)
     ax.set_ylim(bottom=0)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Test accuracy vs chance")
-    lo = min([100 * r.train_acc for r in c.runs if r.train_acc is not None]
-             + [100 * stop])
-    ax_tr.set_ylim(max(0.0, lo - 0.15 * (100 - lo) - 1), 100.4)
-    ax_tr.set_ylabel("final training accuracy (%)")
-    ax_tr.set_title("Fit of the training set")
-    legend(ax_tr, sources=[ax], fontsize=7.5, outside=True)
-    counts = ", ".join(f"{sum(r.outcome == o for r in c.runs)} {o}" for o in OUTCOMES
-                       if any(r.outcome == o for r in c.runs))
+    ax_ep.set_ylim(bottom=0)
+    ax_ep.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_ep.set_ylabel("epoch memorised, or stopped at")
+    ax_ep.set_title("When each run ended")
+    legend(ax_ep, sources=[ax], fontsize=7.5, outside=True)
+    counts = ", ".join(f"{sum(r['result'].get('outcome') == o for r in c.runs)} {outcome_word(o)}" for o in OUTCOMES
+                       if any(r["result"].get("outcome") == o for r in c.runs))
+    ends = []
+    for o in OUTCOMES:
+        accs = [100 * r["result"]["train_acc"] for r in c.runs
+                if r["result"].get("outcome") == o and r["result"].get("train_acc") is not None]
+        if accs:
+            span = f"{min(accs):.1f}%" if round(min(accs), 1) == round(max(accs), 1) else \
+                f"{min(accs):.1f}-{max(accs):.1f}%"
+            ends.append(f"{outcome_word(o)} {span}")
     caption = (f"Each seed of {c.label}: left, test accuracy (true test labels) with the 95% band a model "
-               f"predicting this way reaches by chance and the uniform-guessing line; right, final training "
-               f"accuracy, with the epoch it memorised below each marker; colour and marker give the outcome "
-               f"({counts}).")
+               f"predicting this way reaches by chance and the uniform-guessing line; right, the epoch each run "
+               f"memorised its training set in, or, for the others, the epoch it stopped at; colour and marker give "
+               f"the outcome ({counts}). Final training accuracy: {'; '.join(ends)}.")
     return fig, caption
 
 
@@ -722,8 +754,10 @@ def detection_auroc(data: SweepData):
         pts.setdefault((d["score"], extra), []).append((x, d))
     if not pts:
         raise Skip("no condition with label corruption P")
-    fig, (ax,) = subplots(width=4.8, height=3.4)
     levels = sorted({x for v in pts.values() for x, _ in v})
+    if len(levels) == 1:  # one level: a line per score would be nine markers on one x; one row per score instead
+        return _auroc_dots(pts, levels[0])
+    fig, (ax,) = subplots(width=4.8, height=3.4)
     for i, ((score, extra), items) in enumerate(pts.items()):
         items.sort(key=lambda t: t[0])
         ax.errorbar([x for x, _ in items], [d["auroc_mean"] for _, d in items],
@@ -745,6 +779,36 @@ def detection_auroc(data: SweepData):
     return fig, caption
 
 
+def _auroc_dots(pts: dict, level: float):
+    """AUROC of each score at a single corruption level: one row per score, best at the top."""
+    scores = sorted({score for score, _ in pts}, key=lambda sc: -max(
+        d["auroc_mean"] for (s2, _), items in pts.items() if s2 == sc for _, d in items))
+    extras = list(dict.fromkeys(extra for _, extra in pts))
+    fig, (ax,) = subplots(width=4.8, height=0.32 * len(scores) + 1.3)
+    step = 0.6 / max(1, len(extras))
+    for j, extra in enumerate(extras):
+        off = (j - (len(extras) - 1) / 2) * step
+        for i, score in enumerate(scores):
+            for _, d in pts.get((score, extra), []):
+                ax.errorbar([d["auroc_mean"]], [i + off], xerr=[d["auroc_std"] or 0.0], color=condition_color(j),
+                            marker="o", ms=5, lw=1.3, capsize=2.5, ls="none",
+                            label=(extra or None) if i == 0 else None)
+    ax.axvline(0.5, color="0.3", ls="--", lw=1, label="chance (0.5)")
+    ax.set_yticks(range(len(scores)))
+    ax.set_yticklabels(scores)
+    ax.set_ylim(len(scores) - 0.5, -0.5)  # best score on top
+    ax.set_xlim(0, 1.02)
+    ax.grid(axis="y", visible=False)
+    ax.set_xlabel(f"AUROC for the changed labels (P = {level:g})")
+    ax.set_title("Which score finds the changed labels")
+    legend(ax, fontsize=7.5, outside=True)
+    caption = (f"AUROC of each per-example score as a detector of the training labels rote changed, at the one "
+               f"corruption level of this sweep (P = {level:g}): mean ± std over seeds, best score at the top. 0.5 is "
+               f"chance; below it the score points the other way. Each run's numbers are its detection.csv; all of "
+               f"them, with precision@k, in detection_summary.csv (`rote table`).")
+    return fig, caption
+
+
 def _reps(data: SweepData):
     from rote.reporting import examples_figures as ex
 
@@ -754,7 +818,7 @@ def _reps(data: SweepData):
     return ex, reps
 
 
-def _panels(n: int, width: float = 3.2, height: float = 2.8, per_row: int = 4):
+def _panels(n: int, width: float = 3.2, height: float = 3.2, per_row: int = 4):
     rows = math.ceil(n / per_row)
     cols = min(n, per_row)
     with plt.rc_context(RC):
@@ -794,7 +858,8 @@ def data_map(data: SweepData):
     fig = _per_run_panels(data, lambda ex, ax, r: ex.draw_data_map(ax, ex.read_scores(r.dir)))
     caption = ("For one run per condition (seed 0): each training example's confidence (mean probability of its "
                "given label over the epochs) against its variability (the std of that probability), red where "
-               "rote changed the label (Swayamdipta et al. 2020, dataset cartography).")
+               "rote changed the label (Swayamdipta et al. 2020, dataset cartography). Each group shows a fixed random "
+               "sample of at most 800 examples (the legend gives both counts), with a cross at its median.")
     return fig, caption
 
 

@@ -20,6 +20,7 @@ from rote.experiments.scratch import REPORT_SCRATCH, scratch
 from rote.reporting.figures import FIGURES, draw_figures
 from rote.reporting.results import CONFIG_FIELDS, OUTCOMES, SweepData, fit_epoch, fmt_value, load, summary_rows
 from rote.reporting.results import detection_rows
+from rote.training.metrics import outcome_word
 from rote.reporting.table import DETECTION_NOTE, NOTE, detection_cells, display_columns
 
 CSS = """
@@ -102,7 +103,7 @@ def _runs_table(data: SweepData) -> str:
             band = r.chance_band
             outcome = r.outcome or "?"
             epoch = fit_epoch(r)[0]
-            rows.append((c.label, r.seed, (outcome, f"o-{outcome}"), r.epochs_run or "-",
+            rows.append((c.label, r.seed, (outcome_word(outcome), f"o-{outcome}"), r.epochs_run or "-",
                          "-" if epoch is None else epoch,
                          _pct(r.train_acc), _pct(r.test_acc),
                          "-" if None in band else f"{100 * band[0]:.1f}-{100 * band[1]:.1f}%",
@@ -128,7 +129,7 @@ def render(data: SweepData, figures, notes) -> str:
     title = f"rote sweep report: {data.name}"
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     outcomes = Counter(r.outcome for r in data.records)
-    totals = ", ".join(f"{outcomes[o]} {o}" for o in OUTCOMES if outcomes[o])
+    totals = ", ".join(f"{outcomes[o]} {outcome_word(o)}" for o in OUTCOMES if outcomes[o])
     seeds = sorted({r.seed for r in data.records})
     planned = len(sweep.configs) if sweep is not None else None
     parts = [

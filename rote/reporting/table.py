@@ -13,6 +13,7 @@ from rote.atomic import write_atomic
 from rote.experiments.record import BUDGET_SPENT, DIVERGED
 from rote.reporting.results import (MEMORIZATION_COLUMNS, detection_rows, load, memorization_rows, outcome_column,
                                     summary_rows)
+from rote.training.metrics import outcome_word
 
 
 def _pct(m, s) -> str:
@@ -32,7 +33,7 @@ def share(row, outcome: str) -> str:
     col = outcome_column(outcome)
     n, k = row["n_seeds"], row[f"n_{col}"]
     lo, hi = row[f"frac_{col}_low"], row[f"frac_{col}_high"]
-    word = {"memorized": "memorised"}.get(outcome, outcome)
+    word = outcome_word(outcome)
     return f"{k}/{n} {word} ({100 * lo:.0f}-{100 * hi:.0f}%)"
 
 

@@ -14,6 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+# Files keep the outcome values as they are ("memorized"); what people read is British prose.
+OUTCOME_WORDS = {"memorized": "memorised", "budget-spent": "budget spent"}
+
+
+def outcome_word(outcome) -> str:
+    """An outcome as prose spells it: 'memorized' -> 'memorised'; other outcomes as they are."""
+    return OUTCOME_WORDS.get(outcome, str(outcome))
+
 
 def chance_analysis(pred: np.ndarray, truth: np.ndarray, classes: int, *, permutations: int = 1000,
                     seed: int = 0, accuracy: float | None = None) -> dict:
