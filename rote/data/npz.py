@@ -167,8 +167,9 @@ def _images(x: np.ndarray, where: str, layout: str | None) -> np.ndarray:
         nan = int(np.count_nonzero(np.isnan(x)))
         raise DataError(f"{where} has {bad} non-finite pixel{'s' * (bad != 1)} ({nan} NaN, {bad - nan} infinite) of {x.size}; "
                         f"replace them or drop those images")
-    if x.size and x.min() >= 0 and FLOAT_PIXEL_MAX < x.max() <= 255:
-        raise DataError(f"{where} holds float pixels from {x.min():g} to {x.max():g}, which look like 0-255 values; "
+    lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if lo >= 0 and FLOAT_PIXEL_MAX < hi <= 255:
+        raise DataError(f"{where} holds float pixels from {lo:g} to {hi:g}, which look like 0-255 values; "
                         f"float images are used as they are and should already be scaled (rote scales uint8 pixels "
                         f"to x/255 - 0.5, from -0.5 to 0.5): divide by 255 (and subtract 0.5), or store uint8 pixels")
     return x
