@@ -350,7 +350,7 @@ VERDICTS = ("below", "within", "above")
 MAX_JSON_BYTES = 1 << 20
 MAX_JSON_DEPTH = 16  # result.json nests 3 deep (chance -> band), config.json 3 (environment -> command)
 MAX_HISTORY_BYTES = 64 << 20
-MAX_CSV_FIELD = 4096  # one history.csv cell: a number, or the dead layer in words
+MAX_CSV_FIELD = 4096  # one cell: a number, or the dead layer in words (csv itself stops at 128 KiB, an error)
 MAX_LABELS_BYTES = 256 << 20
 
 FILES = (CONFIG, LABELS, HISTORY, EXAMPLES, SCORES_CSV, DETECTION_CSV, MEMBERSHIP, RESULT)  # in the layout's order
@@ -498,26 +498,9 @@ def _read_csv_rows(path: Path, max_bytes: int) -> list[list[str]]:
         raise RecordError(f"{path.name} does not parse ({type(e).__name__})") from None
 
 
-def _bounded_csv():
-    """csv's own limit on a field (128 KiB, an error past it) raised to cover the file bound, so that an
-    overlong field is ours to report; restored on exit."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def cm():
-        old = csv.field_size_limit()
-        csv.field_size_limit(max(old, MAX_HISTORY_BYTES))
-        try:
-            yield
-        finally:
-            csv.field_size_limit(old)
-    return cm()
-
-
 def read_history_rows(path: Path) -> list[list[str]]:
     """history.csv's rows, header first, checked: an epoch column, one width, numbers in number columns."""
-    with _bounded_csv():
-        rows = _read_csv_rows(path, MAX_HISTORY_BYTES)
+    rows = _read_csv_rows(path, MAX_HISTORY_BYTES)
     if not rows or "epoch" not in rows[0] or any(len(r) != len(rows[0]) for r in rows):
         raise RecordError(f"{HISTORY} is empty, ragged or has no epoch column")
     numeric = [i for i, name in enumerate(rows[0]) if name not in HISTORY_TEXT_COLUMNS]
@@ -585,8 +568,7 @@ def _check_optional(d: Path) -> None:
     read_membership(d)
     for name in (SCORES_CSV, DETECTION_CSV):
         if (d / name).is_file():
-            with _bounded_csv():
-                rows = _read_csv_rows(d / name, MAX_LABELS_BYTES)
+            rows = _read_csv_rows(d / name, MAX_LABELS_BYTES)
             if not rows or any(len(r) != len(rows[0]) for r in rows):
                 raise RecordError(f"{name} is empty or ragged")
     if (d / DETECTION_CSV).is_file() and len(read_detection(d)) == 0 and \
