@@ -158,3 +158,17 @@ def test_sigterm_stops_a_sweep_with_143_and_the_next_sweep_resumes(tmp_path, mni
     epochs = [int(r["epoch"]) for r in csv.DictReader(open(store.runs / key / HISTORY))]
     assert epochs == list(range(1, 26)) and kept >= 2
     assert not list(store.runs.glob(".tmp-*")) and not (store.runs / key / CHECKPOINT).exists()
+
+
+def test_save_model_keeps_the_final_weights_and_the_api_returns_the_model(tmp_path, mnist):
+    import rote
+    from rote.data.prepare import prepare
+
+    res = rote.run(n_train=100, epochs=2, model="mlp:16", stop_at="none", record_examples=False, save_model=True,
+                   out=tmp_path / "r")
+    assert (tmp_path / "r" / "model.pt").is_file() and not (tmp_path / "r" / CHECKPOINT).exists()
+    data = prepare(mnist, res.config)
+    with torch.no_grad():
+        pred = res.model(torch.from_numpy(data.x_test)).argmax(1).numpy()
+    assert float((pred == data.y_test).mean()) == res.result["test_acc"]
+    assert rote.run(n_train=100, epochs=1, model="mlp:16", out=tmp_path / "s").model is None

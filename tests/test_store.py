@@ -390,8 +390,9 @@ def make(in_shape, classes):
 '''
 
 
-def test_a_run_that_kills_its_worker_fails_alone(tmp_path, mnist):
+def test_a_run_that_kills_its_worker_fails_alone(tmp_path, mnist, monkeypatch):
     (tmp_path / "killer.py").write_text(KILLER)
+    monkeypatch.syspath_prepend(str(tmp_path))  # to read the sweep file here too
     f = tmp_path / "k.yaml"
     text = LONG.replace("epochs: 5000", "epochs: 40").replace("  - {labels: true}", "  - {model: 'killer:make'}")
     f.write_text(text)

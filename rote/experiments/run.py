@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
+from rote.atomic import write_atomic
 from rote.config import RunConfig, resolve_device
 from rote.data.prepare import prepare
 from rote.errors import RoteError
@@ -74,10 +75,9 @@ def train_into(cfgs: list[RunConfig], datas: list, run_dirs: list[Path], env: di
     checkpoint is also written when interrupted. On Ctrl-C or SIGTERM: RunInterrupted, the checkpoint kept.
     The checkpoint is removed when the runs end; the caller then closes the records.
     """
+    from rote.interrupt import Terminated
     from rote.training.checkpoint import DEFAULT_INTERVAL, Checkpoint
     from rote.training.loop import CheckpointMismatch, resumed_histories, train_many
-
-    from rote.interrupt import Terminated
 
     every = DEFAULT_INTERVAL if checkpoint_every is None else checkpoint_every
     ckpt = Checkpoint(Path(run_dirs[0]) / CHECKPOINT, [c.key() for c in cfgs], every)

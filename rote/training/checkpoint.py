@@ -15,6 +15,7 @@ for other runs, is refused in one line and the run starts over.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from pathlib import Path
@@ -32,7 +33,10 @@ DEFAULT_INTERVAL = 600.0
 
 
 def _encode(obj):
-    """NumPy arrays as tensors (weights_only loading takes tensors, not arrays), marked to come back as arrays."""
+    """Plain values only: records and results as dicts, NumPy arrays as tensors (weights_only loading takes
+    tensors, not arrays), marked to come back as arrays."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _encode(obj.to_state() if hasattr(obj, "to_state") else dataclasses.asdict(obj))
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(obj))}
     if isinstance(obj, np.generic):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -279,9 +279,11 @@ class _Loop:
         return {
             "epoch": self.epoch, "elapsed": self.elapsed, "members": self.members.state(),
             "live": [run.index for run in self.live],
+            # records and results are never changed once made: copies of the lists hold them as they are now
+            # (the checkpoint writes them out as plain values)
             "runs": {run.index: {"order": run.order.get_state(), "stopper": run.stopper.state(),
-                                 "history": [asdict(h) for h in run.history]} for run in self.live},
-            "results": {j: r.to_state() for j, r in enumerate(self.results) if r is not None},
+                                 "history": list(run.history)} for run in self.live},
+            "results": {j: r for j, r in enumerate(self.results) if r is not None},
             "examples": self.recorder.state() if self.recorder else None,
             "rng": torch.get_rng_state(), "aug": self.aug_gen.get_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
@@ -292,7 +294,7 @@ class _Loop:
         try:
             by_index = {run.index: run for run in self.live}
             live = [by_index[j] for j in s["live"]]
-            results = {int(j): TrainResult.from_state(r) for j, r in s["results"].items()}
+            results = {int(j): _result(r) for j, r in s["results"].items()}
             if set(results) & set(s["live"]) or len(results) + len(live) != len(self.results):
                 raise ValueError("its runs do not add up")
             if bool(self.recorder) != (s["examples"] is not None):
@@ -307,7 +309,7 @@ class _Loop:
             st = s["runs"][run.index]
             run.order.set_state(st["order"])
             run.stopper.load_state(st["stopper"])
-            run.history = [EpochRecord(**h) for h in st["history"]]
+            run.history = [_record(h) for h in st["history"]]
         self.live, self.t, self.epoch, self.elapsed = live, t, int(s["epoch"]), float(s["elapsed"])
         for j, r in results.items():
             self.results[j] = r
@@ -319,14 +321,22 @@ class _Loop:
             torch.cuda.set_rng_state_all(s["cuda_rng"])
 
 
+def _record(h) -> EpochRecord:
+    return h if isinstance(h, EpochRecord) else EpochRecord(**h)
+
+
+def _result(r) -> TrainResult:
+    return r if isinstance(r, TrainResult) else TrainResult.from_state(r)
+
+
 def resumed_histories(state: dict, runs: int) -> list[list[EpochRecord]]:
     """Each run's epochs as a checkpoint holds them (what its history.csv must say on resuming)."""
     out: list[list[EpochRecord]] = []
     for j in range(runs):
         if j in state["runs"]:
-            out.append([EpochRecord(**h) for h in state["runs"][j]["history"]])
+            out.append([_record(h) for h in state["runs"][j]["history"]])
         else:
-            out.append(TrainResult.from_state(state["results"][j]).history)
+            out.append(_result(state["results"][j]).history)
     return out
 
 
