@@ -17,7 +17,6 @@ from rote.config import RunConfig, resolve_device
 from rote.data.prepare import prepare
 from rote.errors import RoteError
 from rote.models import check_fits, check_model, meta_parameters
-from rote.atomic import write_atomic
 from rote.experiments.record import (CHECKPOINT, DISK_FULL, MODEL, close_record, environment, make_run_dir,
                                     open_record, write_failed)
 from rote.training.records import EpochRecord
