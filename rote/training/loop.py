@@ -10,9 +10,9 @@ leading member axis either way.
 Each run keeps what makes it a separate run: its own initialisation, labels,
 inputs and data order, its own optimiser state (Adam and SGD are
 elementwise, so one optimiser over stacked weights is R independent ones),
-its own stop rule and its own record. A run that stops leaves the members,
-and its rows leave the data with it: member r, data row r and ``live[r]``
-are always the same run.
+its own stop rule and its own record. A run that stops leaves the members:
+member r is always ``live[r]``, whose data is row ``live[r].index`` of the
+data (which stays in place, all runs' rows, so that nothing large is copied).
 
 The whole dataset lives on the device; a batch is a slice of a per-epoch
 permutation. Metrics are accumulated on the device and read once per epoch,
@@ -44,7 +44,7 @@ from rote.training.stopping import Stopper
 SHARED_FIELDS = ("dataset", "preprocess", "n_train", "subset", "model", "optimizer", "loss", "lr", "momentum",
                  "weight_decay", "schedule", "step_every", "step_gamma", "batch_size", "val_split", "dropout",
                  "augment_shift", "device", "channels_last")
-# the per-run arrays put on the device, one row per member: (R, n, ...)
+# the per-run arrays put on the device, one row per run: (R, n, ...)
 SPLITS = ("fit", "val", "test", "out")
 
 
@@ -80,7 +80,7 @@ class CheckpointMismatch(Exception):
 @dataclass
 class _Run:
     """One run being trained: what makes it a separate run."""
-    index: int  # its place in the caller's list of runs
+    index: int  # its place in the caller's list of runs, and its row of the data
     cfg: RunConfig
     data: Prepared
     stopper: Stopper
@@ -123,8 +123,9 @@ class _Loop:
     def evaluate(self, split: str, rows: list[int]):
         """(loss, acc, pred (len(rows), N)) of the members at these rows, in eval mode and large batches."""
         x, y = self.t["x_" + split], self.t["y_" + split]
-        if len(rows) < len(self.live):
-            at = torch.tensor(rows, device=self.device)
+        data_rows = [self.live[r].index for r in rows]
+        if data_rows != list(range(len(x))):
+            at = torch.tensor(data_rows, device=self.device)
             x, y = x[at], y[at]
         view = self.members.select(rows)
         view.train(False)
@@ -164,7 +165,7 @@ class _Loop:
             torch.cuda.synchronize(self.device)
         t0 = time.perf_counter()
         perms = torch.stack([torch.randperm(n_fit, generator=run.order) for run in self.live]).to(self.device)
-        rows = torch.arange(L, device=self.device)[:, None]  # each member's row of the data
+        rows = torch.tensor([run.index for run in self.live], device=self.device)[:, None]  # their data rows
         loss_sum = torch.zeros(L, device=self.device)
         correct = torch.zeros(L, device=self.device, dtype=torch.long)
         hist = torch.zeros(L, self.classes, device=self.device, dtype=torch.long)
@@ -202,7 +203,8 @@ class _Loop:
         if need:
             f_loss, f_acc, f_pred = self.evaluate("fit", need)
             for m, r in enumerate(need):
-                hits, ch = f_pred[m] == self.t["y_fit"][r], self.t["changed"][r]
+                j = self.live[r].index
+                hits, ch = f_pred[m] == self.t["y_fit"][j], self.t["changed"][j]
                 full[r] = (f_loss[m], f_acc[m], float(hits[ch].float().mean()) if bool(ch.any()) else None,
                            float(hits[~ch].float().mean()) if bool((~ch).any()) else None)
         return full
@@ -226,7 +228,7 @@ class _Loop:
             if r in full:
                 rec.train_loss_full, rec.train_acc_full, rec.corrupt_acc, rec.clean_acc = full[r]
             if run.stopper.plateau(rec):
-                rec.dead_share, rec.dead_layer, rec.logit_spread = self.members.diagnose(r, self.t["x_fit"][r])
+                rec.dead_share, rec.dead_layer, rec.logit_spread = self.members.diagnose(r, self.t["x_fit"][run.index])
             run.history.append(rec)
             if on_epoch:
                 on_epoch(run.index, rec)
@@ -261,7 +263,7 @@ class _Loop:
         self.results[run.index] = res
 
     def drop(self, leaving: list[int]) -> None:
-        """Stop training the runs at these rows: they leave the members, the data and the record together."""
+        """Stop training the runs at these rows: they leave the members and the record together."""
         stay = [r for r in range(len(self.live)) if r not in leaving]
         self.live = [self.live[r] for r in stay]
         if not stay:
@@ -269,8 +271,6 @@ class _Loop:
         self.members.keep(stay)
         if self.recorder:
             self.recorder.keep(stay)
-        at = torch.tensor(stay, device=self.device)
-        self.t = {k: v[at] for k, v in self.t.items()}
 
     # -- checkpoints -------------------------------------------------------------------------------------
 
@@ -290,7 +290,7 @@ class _Loop:
         }
 
     def load_state(self, s: dict) -> None:
-        """Go on from a state(); raises CheckpointMismatch (and changes nothing) if it does not fit."""
+        """Go on from a state(); CheckpointMismatch if it does not fit (then start again with a new _Loop)."""
         try:
             by_index = {run.index: run for run in self.live}
             live = [by_index[j] for j in s["live"]]
@@ -299,9 +299,6 @@ class _Loop:
                 raise ValueError("its runs do not add up")
             if bool(self.recorder) != (s["examples"] is not None):
                 raise ValueError("record_examples differs")
-            rows = [run.index for run in live]
-            at = torch.tensor(rows, device=self.device)
-            t = {k: v[at] for k, v in self.t.items()}
             self.members.load_state(s["members"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
             raise CheckpointMismatch(f"{type(e).__name__}: {e}"[:200]) from None
@@ -310,7 +307,7 @@ class _Loop:
             run.order.set_state(st["order"])
             run.stopper.load_state(st["stopper"])
             run.history = [_record(h) for h in st["history"]]
-        self.live, self.t, self.epoch, self.elapsed = live, t, int(s["epoch"]), float(s["elapsed"])
+        self.live, self.epoch, self.elapsed = live, int(s["epoch"]), float(s["elapsed"])
         for j, r in results.items():
             self.results[j] = r
         if self.recorder:
