@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="print only the summary, no per-epoch lines")
     r.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
                    help="also log each epoch's scalars for TensorBoard in DIR (needs the tensorboard package)")
+    r.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: the cores this "
+                   "process may use, less those busy with other work); changes the speed, not the results")
     _add_run_flags(r)
 
     d = sub.add_parser("data", help="fetch and list datasets", description="Fetch datasets into rote's cache "
@@ -144,9 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("file", help="sweep file (YAML), or the name of a shipped study (see `rote studies`)")
     sw.add_argument("--out", type=Path, default=None, help="store directory (default: sweeps/<name>/)")
     sw.add_argument("--jobs", type=positive_int, default=None, help="runs at once in local processes "
-                    "(default: one per two CPU cores, one on a GPU)")
+                    "(default on a CPU: 1 or one per core, whichever measured faster here; one on a GPU)")
     sw.add_argument("--group", type=positive_int, default=None, help="train up to K compatible runs at once as one "
                     "batched model (default: 1 on CPU, where it does not pay; 32 on a GPU)")
+    sw.add_argument("--threads", type=positive_int, default=None, help="CPU threads per process (default: the free "
+                    "cores shared out among the processes); changes the speed, not the results")
+    sw.add_argument("--measure-packing", action="store_true", help="measure again whether one process with every "
+                    "core's thread or one single-threaded process per core is faster here (the default --jobs; "
+                    "measured once per machine and model, then cached)")
     sw.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute "
                     "(ray: on a Ray cluster, needs `pip install 'rote-memorization[ray]'`) (default: local)")
     sw.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
@@ -190,6 +197,9 @@ def cmd_run(args) -> int:
         from rote.experiments.tracking import TensorBoardLogger
 
         tb = TensorBoardLogger(args.tensorboard, cfg)  # checks the package before anything trains
+    from rote.threads import use_threads
+
+    use_threads(args.threads)
     try:
         run_dir, result = run(cfg, args.out, data_dir=args.data_dir, log=log, progress=progress,
                               on_epoch=tb and tb.on_epoch)
@@ -263,6 +273,10 @@ def cmd_sweep(args) -> int:
         tb = args.tensorboard
     print(f"sweep '{sweep.name}': {plural(len(sweep.configs), 'run')} ({plural(len(sweep.conditions()), 'condition')}"
           f" x {plural(len(sweep.seeds), 'seed')}); {len(plan.done)} already in {out}, {len(plan.todo)} to run")
+    if args.measure_packing and plan.todo and args.backend == "local":
+        from rote.experiments.packing import plan_jobs
+
+        plan_jobs(plan, args.group or 1, remeasure=True, log=print)
     if plan.todo and not args.no_estimate:
         for line in estimate_lines(execute.estimate(plan, jobs=args.jobs, group=args.group, backend=args.backend,
                                                     data_dir=args.data_dir)):
@@ -289,7 +303,8 @@ def cmd_sweep(args) -> int:
         bar.update(1)
 
     counts = execute.run_sweep(plan, jobs=args.jobs, group=args.group, backend=args.backend, address=args.address,
-                               retries=args.retries, data_dir=args.data_dir, on_result=on_result, log=bar.write)
+                               retries=args.retries, data_dir=args.data_dir, threads=args.threads,
+                               on_result=on_result, log=bar.write)
     bar.close()
     if counts["interrupted"]:
         print(f"\ninterrupted: {counts['done']} run(s) finished and kept in {out}; rerun the same command to "

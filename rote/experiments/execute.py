@@ -167,16 +167,20 @@ def _worker_init(parent: int, threads: int) -> None:
 
 
 def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int], None] = lambda r, running: None,
-              group: int = 1, retries: int = 2) -> None:
+              group: int = 1, retries: int = 2, threads: Optional[int] = None) -> None:
     """Run the plan's to-do list here: in this process for jobs=1, else in a pool of processes.
 
     With group > 1, compatible runs are trained together as one batched model.
     ``on_result(outcome, runs still running)`` is called as each run ends. A worker process that dies
     (killed, out of memory) takes the runs in flight with it: they run again in a new pool, up to
     ``retries`` times, and are recorded as failed only then. Ctrl-C stops the workers at once; the runs
-    in flight are discarded (a rerun does them) and KeyboardInterrupt is raised.
+    in flight are discarded (a rerun does them) and KeyboardInterrupt is raised. ``threads`` per process
+    (default: the free cores shared out, rote.threads).
     """
+    from rote.threads import use_threads
+
     groups, left = group_runs(p.todo, group), len(p.todo)
+    threads = use_threads(threads, jobs)
     if jobs <= 1:
         for g in groups:
             for r in execute_group([c.to_dict() for c in g], str(p.store.root), data_dir):
@@ -187,7 +191,6 @@ def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int]
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     attempts = [0] * len(groups)
     queue = list(range(len(groups)))
     while queue:
@@ -252,21 +255,25 @@ def start_store(p: Plan) -> int:
 
 def parallelism(p: Plan, jobs: Optional[int] = None, group: Optional[int] = None,
                 backend: str = "local") -> tuple[str, int, int]:
-    """(device type, jobs, group) as run_sweep will use them: jobs default to one per two cores on a CPU,
-    one on a GPU; group defaults to 32 on a local GPU, else 1."""
+    """(device type, jobs, group) as run_sweep will use them: jobs default, on a CPU, to one process or one
+    per core, whichever measured faster here (rote.experiments.packing), one on a GPU; group defaults to 32
+    on a local GPU, else 1."""
     device = resolve_device(p.todo[0].device).type if p.todo else "cpu"
-    jobs = jobs or (max(1, (os.cpu_count() or 1) // 2) if device == "cpu" else 1)
     group = group or (32 if device == "cuda" and backend == "local" else 1)
-    return device, jobs, group
+    if not jobs and device == "cpu" and backend == "local":
+        from rote.experiments.packing import plan_jobs
+
+        jobs = plan_jobs(p, group)  # measured once per machine and model kind, then cached
+    return device, jobs or 1, group
 
 
 def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = None, backend: str = "local",
-              address: Optional[str] = None, retries: int = 2, data_dir=None,
+              address: Optional[str] = None, retries: int = 2, data_dir=None, threads: Optional[int] = None,
               on_result: Callable[[dict, dict], None] = lambda r, counts: None,
               log: Callable[[str], None] = print) -> dict:
     """Run a plan's to-do list into its store (start_store first); returns the counts, as ``on_result`` gets them.
 
-    ``jobs`` local processes (default: one per two cores on a CPU, one on a GPU) or a Ray cluster;
+    ``jobs`` local processes (default: see ``parallelism``) of ``threads`` threads each or a Ray cluster;
     ``group`` runs per batched model (default: 32 on a local GPU, else 1). index.csv is rewritten as runs
     finish. Ctrl-C returns with counts['interrupted']: what finished is kept and indexed.
     """
@@ -292,7 +299,7 @@ def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = Non
             run_ray(p, address=address, data_dir=data_dir, retries=retries, on_result=landed, group=group,
                     gpu=device == "cuda")
         elif p.todo:
-            run_local(p, jobs, data_dir, landed, group=group, retries=retries)
+            run_local(p, jobs, data_dir, landed, group=group, retries=retries, threads=threads)
     except KeyboardInterrupt:
         counts["interrupted"] = True
     try:

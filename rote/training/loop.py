@@ -34,6 +34,7 @@ from rote.data.prepare import Prepared
 from rote.errors import ConfigError
 from rote.models import count_parameters, create_model
 from rote.training.metrics import label_entropy
+from rote.training.stacked import group_optimizer, stacked_forward, take
 
 EVAL_BATCH = 1000
 # A run counts as stuck in an epoch where at least this share of its training
@@ -386,13 +387,15 @@ class Members:
             return
         params, self.buffers = stack_module_state(models)  # each (R, ...)
         self.params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
-        self.opt = make_optimizer(cfg, list(self.params.values()))
+        self.opt = group_optimizer(cfg, list(self.params.values()), make_optimizer)
         # The stacked members run through one module skeleton on the meta device; its training flag
         # is theirs. Buffers (batch norm's running statistics) are stacked like the weights, so in
         # training mode each member updates its own, in place, under vmap.
         self._base = copy.deepcopy(models[0]).to("meta")
         self.template = models[0]  # a real module, to run one member through (the dead-network check)
-        self._vmapped = torch.vmap(lambda p, b, x: functional_call(self._base, (p, b), (x,)))
+        # a plain MLP runs as batched matrix products (rote.training.stacked), anything else through vmap
+        self._vmapped = stacked_forward(models[0]) or torch.vmap(
+            lambda p, b, x: functional_call(self._base, (p, b), (x,)))
 
     def diagnose(self, r: int, x: torch.Tensor) -> tuple[float, str, float]:
         """The dead-network check (see ``diagnose``) of the member at row r, in eval mode."""
@@ -443,7 +446,7 @@ class Members:
         lr = self.opt.param_groups[0]["lr"]
         self.params = {n: p.detach()[rows].clone().requires_grad_(True) for n, p in self.params.items()}
         self.buffers = {n: b[rows] for n, b in self.buffers.items()}
-        self.opt = make_optimizer(self.cfg, list(self.params.values()))
+        self.opt = group_optimizer(self.cfg, list(self.params.values()), make_optimizer)
         self.set_lr(lr)
         for p, st in zip(self.params.values(), state):
             if st:
@@ -552,7 +555,7 @@ def train_many(cfgs: list[RunConfig], datas: list[Prepared], *, device: torch.de
             if R == 1:
                 xb, yb = x_fit[0][idx[0]].unsqueeze(0), y_fit[0][idx[0]].unsqueeze(0)  # (1, B, C, H, W), (1, B)
             else:
-                xb, yb = x_fit[rows, idx], y_fit[rows, idx]
+                xb, yb = take(x_fit, rows, idx), take(y_fit, rows, idx)
             if cfg0.augment_shift:
                 xb = shift_batch(xb[0], cfg0.augment_shift, aug_gen, background).unsqueeze(0)
             out = members.forward(xb)  # (L, B, classes)
