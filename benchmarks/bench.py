@@ -72,11 +72,21 @@ def matmul_peak(device, repeats: int) -> list[float]:
     return best
 
 
-def rote_epochs(dataset, device, epochs: int, k: int = 1, **over) -> list[float]:
-    """Seconds per (group-)epoch of k seed-protocol runs trained together; the first epoch warms up."""
+def rote_epochs(dataset, device, epochs: int, k: int = 1, cpu: list | None = None, **over) -> list[float]:
+    """Seconds per (group-)epoch of k seed-protocol runs trained together; the first epoch warms up.
+    ``cpu``, if given, gets this process's CPU seconds per epoch (from one epoch's end to the next's,
+    so with that epoch's evaluation), for a machine where other work takes a share of the cores."""
     cfgs = [RunConfig.from_dict({"epochs": epochs + 1, "stop_at": "none", "collapse_patience": 0, "seed": s,
                                  "device": device.type, **over}) for s in range(k)]
-    res = train_many(cfgs, [prepare(dataset, c) for c in cfgs], device=device)
+    marks = []
+
+    def on_epoch(j, rec):
+        if j == 0:
+            marks.append(time.process_time())
+
+    res = train_many(cfgs, [prepare(dataset, c) for c in cfgs], device=device, on_epoch=on_epoch)
+    if cpu is not None:
+        cpu += [b - a for a, b in zip(marks, marks[1:])]
     return [r.seconds for r in res[0].history[1:]]
 
 
@@ -134,19 +144,20 @@ def tiny_rows(dataset, device, epochs: int, ks: list[int], images: int, repeats:
     for k in ks:
         n = 60_000 if k == 1 else round(images / 0.9)
         over = dict(model="mlp:16", n_train=n, record_examples="false")
-        was, now = [], []
+        was, now, was_cpu, now_cpu = [], [], [], []
         for _ in range(repeats):
             with OldGroupPath():
-                was += rote_epochs(dataset, device, epochs, k, **over)
+                was += rote_epochs(dataset, device, epochs, k, cpu=was_cpu, **over)
             with contextlib.nullcontext():
-                now += rote_epochs(dataset, device, epochs, k, **over)
+                now += rote_epochs(dataset, device, epochs, k, cpu=now_cpu, **over)
         n_fit = round(n * 0.9)
         steps = -(-n_fit // 32)
-        for what, secs in (("as it was", was), ("now", now)):
+        for what, secs, cpu in (("as it was", was, was_cpu), ("now", now, now_cpu)):
             med = statistics.median(secs)
             label = f"mlp:16 {'alone' if k == 1 else f'K={k}'}, {what}"
             lines.append(f"{label:<38} {med:8.3f} {min(secs):7.3f}-{max(secs):<7.3f} {k * n_fit / med:9,.0f} "
-                         f"{1000 * med / steps:8.3f} ms/step ({k} x {n_fit:,} img)")
+                         f"{1000 * med / steps:8.3f} ms/step ({k} x {n_fit:,} img)   CPU s/epoch "
+                         f"{statistics.median(cpu):.3f}: {k * n_fit / statistics.median(cpu):,.0f} mod-img/CPU-s")
     return lines
 
 
