@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
                    help="also log each epoch's scalars for TensorBoard in DIR (needs the tensorboard package)")
     r.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: the cores this "
-                   "process may use, less those busy with other work); changes the speed, not the results")
+                   "process may use, less those busy with other work); changes the speed, and for convolutions the last bits of "
+                   "the numbers: give it to rerun a run bit for bit")
     _add_run_flags(r)
 
     d = sub.add_parser("data", help="fetch and list datasets", description="Fetch datasets into rote's cache "
@@ -150,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--group", type=positive_int, default=None, help="train up to K compatible runs at once as one "
                     "batched model (default: 1 on CPU, where it does not pay; 32 on a GPU)")
     sw.add_argument("--threads", type=positive_int, default=None, help="CPU threads per process (default: the free "
-                    "cores shared out among the processes); changes the speed, not the results")
+                    "cores shared out among the processes); changes the speed, and for convolutions the last bits")
     sw.add_argument("--measure-packing", action="store_true", help="measure again whether one process with every "
                     "core's thread or one single-threaded process per core is faster here (the default --jobs; "
                     "measured once per machine and model, then cached)")
@@ -199,9 +200,16 @@ def cmd_run(args) -> int:
         tb = TensorBoardLogger(args.tensorboard, cfg)  # checks the package before anything trains
     from rote.threads import use_threads
 
-    use_threads(args.threads)
+    warning = []
+    use_threads(args.threads, warn=warning.append)
+
+    def log_run(line: str) -> None:  # the oversubscription warning once the run has passed its checks
+        if line.startswith("rote ") and warning:
+            print(warning.pop(), file=sys.stderr)
+        log(line)
+
     try:
-        run_dir, result = run(cfg, args.out, data_dir=args.data_dir, log=log, progress=progress,
+        run_dir, result = run(cfg, args.out, data_dir=args.data_dir, log=log_run, progress=progress,
                               on_epoch=tb and tb.on_epoch)
     except RunInterrupted as e:
         print(f"\ninterrupted: config.json and history.csv up to the last full epoch are kept in {e.run_dir}",

@@ -14,8 +14,10 @@ Two defaults fix most of it:
   (os.sched_getaffinity, and a container's CPU quota) less those other
   processes are using now (/proc/stat over a fifth of a second), at least one.
 
-Threads change the speed, never the study: they are not a run setting and
-not in a run's key.
+Threads change the speed, not the study: they are not a run setting and not
+in a run's key (config.json records them). They can change the last bits of a
+convolution's sums (oneDNN splits them by thread), so a run that must repeat
+bit for bit is given --threads.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def oversubscribed(threads: int, jobs: int = 1, cores: Optional[int] = None, bus
         return ""
     what = f"{jobs} x {threads} threads" if jobs > 1 else f"{threads} thread{'s' * (threads > 1)}"
     return (f"warning: this machine is oversubscribed: other processes keep {busy:.1f} of its {cores} usable cores "
-            f"busy and rote runs {what}; training will be slower (results are the same)")
+            f"busy and rote runs {what}; training will be slower")
 
 
 def use_threads(threads: Optional[int] = None, jobs: int = 1, warn=lambda s: print(s, file=sys.stderr)) -> int:
