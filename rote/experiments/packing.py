@@ -103,7 +103,8 @@ def _steps_per_second(cfg_dict: dict, in_shape: tuple, classes: int, k: int, thr
 
 def measure(cfg: RunConfig, in_shape: tuple, classes: int, k: int = 1, cores: Optional[int] = None,
             log=lambda s: None) -> Packing:
-    """Measure both packings now (about 2 x MEASURE_SECONDS plus process start-up), cache and return the result."""
+    """Measure both packings now, twice each (about 4 x MEASURE_SECONDS plus process start-ups), cache and
+    return the result."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -111,22 +112,26 @@ def measure(cfg: RunConfig, in_shape: tuple, classes: int, k: int = 1, cores: Op
 
     cores = cores or usable_cores()
     busy = busy_cores()
-    rates = {}
+    rates: dict[int, list[float]] = {1: [], cores: []}
     ctx = mp.get_context("spawn")
-    for jobs, threads in ((1, cores), (cores, 1)):
+    # A B B A: a machine whose other load drifts during the measurement favours neither side
+    for jobs, threads in ((1, cores), (cores, 1), (cores, 1), (1, cores)):
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             # start-up (importing torch) takes seconds: every worker starts timing at the same moment after it
             start = time.time() + 4.0 + 0.5 * jobs
             futs = [pool.submit(_steps_per_second, cfg.to_dict(), tuple(in_shape), classes, k, threads, start)
                     for _ in range(jobs)]
-            rates[jobs] = sum(f.result() for f in futs)
+            rates[jobs].append(sum(f.result() for f in futs))
+    rates = {j: sum(v) / len(v) for j, v in rates.items()}
     best = 1 if rates[1] >= rates[cores] else cores
     result = Packing(jobs=best, cores=cores, one_process=rates[1], per_core=rates[cores], busy=round(busy, 2),
                      when=time.strftime("%Y-%m-%d %H:%M:%S"))
     _store(cache_key(cfg, in_shape, classes, k, cores), result)
     log(f"packing measured on {cores} cores ({result.busy:.1f} busy with other work): one process x {cores} threads "
         f"{rates[1]:.1f} model-steps/s, {cores} processes x 1 thread {rates[cores]:.1f}; "
-        f"using {best} process{'es' * (best > 1)}")
+        f"using {best} process{'es' * (best > 1)}"
+        + ("; other work disturbs such a measurement: repeat it with --measure-packing when the machine is quiet"
+           if busy >= 0.5 else ""))
     return result
 
 
