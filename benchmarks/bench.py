@@ -6,7 +6,11 @@ Measures, in one process:
      the seed CNN, Adam), through rote's own training loop;
   3. the same model and protocol as a plain PyTorch DataLoader loop
      (TensorDataset, shuffle=True, batch 32), the usual way to write it;
-  4. (with --group) model-epochs per second for K models trained at once.
+  4. (with --group) model-epochs per second for K models trained at once;
+  5. (with --tiny) model-images per second of mlp:16, alone on 54,000 images
+     and in groups of K (each member on --tiny-images images), through the
+     group path as it was (vmap, two-dimensional gathers, Adam op by op) and
+     as it is (batched products, flat gathers, fused Adam), interleaved.
 Each timing is repeated; the table shows the median and the spread (min-max).
 GFLOP/s counts the multiply-adds of the convolutions and dense layers,
 forward and backward (backward = 2x forward), as 2 FLOPs each.
@@ -23,10 +27,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import rote  # noqa: E402,F401  (first: OpenMP's wait policy is set before torch loads it, as for `rote run`)
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from rote.config import RunConfig  # noqa: E402
 from rote.data.prepare import prepare  # noqa: E402
@@ -68,11 +73,21 @@ def matmul_peak(device, repeats: int) -> list[float]:
     return best
 
 
-def rote_epochs(dataset, device, epochs: int, k: int = 1, **over) -> list[float]:
-    """Seconds per (group-)epoch of k seed-protocol runs trained together; the first epoch warms up."""
+def rote_epochs(dataset, device, epochs: int, k: int = 1, cpu: list | None = None, **over) -> list[float]:
+    """Seconds per (group-)epoch of k seed-protocol runs trained together; the first epoch warms up.
+    ``cpu``, if given, gets this process's CPU seconds per epoch (from one epoch's end to the next's,
+    so with that epoch's evaluation), for a machine where other work takes a share of the cores."""
     cfgs = [RunConfig.from_dict({"epochs": epochs + 1, "stop_at": "none", "collapse_patience": 0, "seed": s,
                                  "device": device.type, **over}) for s in range(k)]
-    res = train_many(cfgs, [prepare(dataset, c) for c in cfgs], device=device)
+    marks = []
+
+    def on_epoch(j, rec):
+        if j == 0:
+            marks.append(time.process_time())
+
+    res = train_many(cfgs, [prepare(dataset, c) for c in cfgs], device=device, on_epoch=on_epoch)
+    if cpu is not None:
+        cpu += [b - a for a, b in zip(marks, marks[1:])]
     return [r.seconds for r in res[0].history[1:]]
 
 
@@ -101,6 +116,50 @@ def dataloader_epochs(dataset, device, epochs: int) -> list[float]:
         sync(device)
         times.append(time.perf_counter() - t)
     return times[1:]
+
+
+class OldGroupPath:
+    """The group path as it was before rote.training.stacked: every stacked model through vmap, batches
+    gathered by advanced indexing over (member, image), Adam op by op (for timing against it)."""
+
+    def __enter__(self):
+        import rote.training.loop as loop
+
+        self.saved = loop.stacked_forward, loop.take, loop.group_optimizer
+        loop.stacked_forward = lambda model: None
+        loop.take = lambda x, rows, idx: x[rows, idx]
+        loop.group_optimizer = lambda cfg, params, make: make(cfg, params)
+
+    def __exit__(self, *exc):
+        import rote.training.loop as loop
+
+        loop.stacked_forward, loop.take, loop.group_optimizer = self.saved
+
+
+def tiny_rows(dataset, device, epochs: int, ks: list[int], images: int, repeats: int = 2) -> list[str]:
+    """Model-images per second of mlp:16: alone on 54,000 images, and in groups of K on ``images`` each,
+    the group path as it was and as it is, interleaved."""
+    import contextlib
+
+    lines = []
+    for k in ks:
+        n = 60_000 if k == 1 else round(images / 0.9)
+        over = dict(model="mlp:16", n_train=n, record_examples="false")
+        was, now, was_cpu, now_cpu = [], [], [], []
+        for _ in range(repeats):
+            with OldGroupPath():
+                was += rote_epochs(dataset, device, epochs, k, cpu=was_cpu, **over)
+            with contextlib.nullcontext():
+                now += rote_epochs(dataset, device, epochs, k, cpu=now_cpu, **over)
+        n_fit = round(n * 0.9)
+        steps = -(-n_fit // 32)
+        for what, secs, cpu in (("as it was", was, was_cpu), ("now", now, now_cpu)):
+            med = statistics.median(secs)
+            label = f"mlp:16 {'alone' if k == 1 else f'K={k}'}, {what}"
+            lines.append(f"{label:<38} {med:8.3f} {min(secs):7.3f}-{max(secs):<7.3f} {k * n_fit / med:9,.0f} "
+                         f"{1000 * med / steps:8.3f} ms/step ({k} x {n_fit:,} img)   CPU s/epoch "
+                         f"{statistics.median(cpu):.3f}: {k * n_fit / statistics.median(cpu):,.0f} mod-img/CPU-s")
+    return lines
 
 
 def record_seconds(n_fit: int, batch: int, classes: int, device, repeats: int = 5) -> list[float]:
@@ -168,13 +227,28 @@ def main():
     ap.add_argument("--skip-dataloader", action="store_true")
     ap.add_argument("--group", type=str, default="1,4", help="comma-separated K for multi-model groups "
                     "(default: 1,4; on a GPU try 1,8,32,128; empty to skip)")
+    ap.add_argument("--tiny", type=str, default="1,8,32,64", help="comma-separated K for the mlp:16 rows "
+                    "(1: alone on 54,000 images; empty to skip)")
+    ap.add_argument("--tiny-images", type=int, default=5400, help="training images of each member of a group")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: rote's choice, rote.threads)")
+    ap.add_argument("--only-tiny", action="store_true", help="only the mlp:16 rows")
     args = ap.parse_args()
 
+    from rote.threads import use_threads
+
+    use_threads(args.threads)
     device = resolve_device(args.device)
     dataset = load_dataset("mnist", log=lambda s: None)
     print(f"# rote benchmark  {time.strftime('%Y-%m-%d %H:%M')}  torch {torch.__version__}  device {device}  "
           f"threads {torch.get_num_threads()}  cpu {platform.processor() or platform.machine()}  "
           f"capability {torch.backends.cpu.get_cpu_capability()}")
+    if args.tiny:
+        print(f"\n{'mlp:16 (model-images/s)':<38} {'median':>8} {'min-max':>15} {'mod-img/s':>9}")
+        for line in tiny_rows(dataset, device, args.epochs, [int(k) for k in args.tiny.split(",")], args.tiny_images):
+            print(line, flush=True)
+        print("seconds are per (group-)epoch, training steps only; model-images/s = K x images / seconds.\n")
+    if args.only_tiny:
+        return
     peaks = matmul_peak(device, args.repeats)
     peak = statistics.median(peaks)
     n_fit = 2700

@@ -19,6 +19,9 @@ The Python API (the same calls the `rote` command makes)::
 
 __version__ = "0.1.0"
 
+# first: OpenMP's wait policy must be in the environment before torch is imported (see rote.threads)
+import rote.threads  # noqa: E402,F401
+
 # rote.config is a module (light: numpy) *and*, below, a function of this package: import the module first,
 # so that a later `from rote.config import RunConfig` anywhere finds it loaded and leaves the function alone.
 from rote.config import RunConfig  # noqa: E402

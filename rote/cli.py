@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--save-model", action="store_true", help="keep the final weights in model.pt "
                    "(the model's state_dict)")
     _add_checkpoint_flag(r)
+    r.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: the cores this "
+                   "process may use); changes the speed, and for convolutions the last bits of the numbers: give "
+                   "the same value to rerun a run bit for bit on another machine")
     _add_run_flags(r)
 
     d = sub.add_parser("data", help="fetch and list datasets", description="Fetch datasets into rote's cache "
@@ -192,9 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("file", help="sweep file (YAML), or the name of a shipped study (see `rote studies`)")
     sw.add_argument("--out", type=Path, default=None, help="store directory (default: sweeps/<name>/)")
     sw.add_argument("--jobs", type=positive_int, default=None, help="runs at once in local processes "
-                    "(default: one per two CPU cores, one on a GPU)")
+                    "(default on a CPU: 1 or one per core, whichever measured faster here; one on a GPU)")
     sw.add_argument("--group", type=positive_int, default=None, help="train up to K compatible runs at once as one "
                     "batched model (default: 1 on CPU, where it does not pay; 32 on a GPU)")
+    sw.add_argument("--threads", type=positive_int, default=None, help="CPU threads per process (default: the free "
+                    "cores shared out among the processes); changes the speed, and for convolutions the last bits")
+    sw.add_argument("--measure-packing", action="store_true", help="measure again whether one process with every "
+                    "core's thread or one single-threaded process per core is faster here (the default --jobs; "
+                    "measured once per machine and model, then cached)")
     sw.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute "
                     "(ray: on a Ray cluster, needs `pip install 'rote-memorization[ray]'`) (default: local)")
     sw.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
@@ -263,8 +271,18 @@ def cmd_run(args) -> int:
 
         require_tensorboard()  # checks the package before anything trains
         tb = TensorBoardLogger(run_logdir(args.tensorboard, cfg), cfg)
+    from rote.threads import use_threads
+
+    warning = []
+    use_threads(args.threads, warn=warning.append)
+
+    def log_run(line: str) -> None:  # the oversubscription warning once the run has passed its checks
+        if line.startswith("rote ") and warning:
+            print(warning.pop(), file=sys.stderr)
+        log(line)
+
     try:
-        run_dir, result = run(cfg, args.resume or args.out, data_dir=args.data_dir, log=log, progress=progress,
+        run_dir, result = run(cfg, args.resume or args.out, data_dir=args.data_dir, log=log_run, progress=progress,
                               on_epoch=tb and tb.on_epoch, resume=args.resume is not None,
                               checkpoint_every=args.checkpoint_every, save_model=args.save_model)
     except RunInterrupted as e:
@@ -356,6 +374,10 @@ def cmd_sweep(args) -> int:
         tb = args.tensorboard
     print(f"sweep '{sweep.name}': {plural(len(sweep.configs), 'run')} ({plural(len(sweep.conditions()), 'condition')}"
           f" x {plural(len(sweep.seeds), 'seed')}); {len(plan.done)} already in {out}, {len(plan.todo)} to run")
+    if args.measure_packing and plan.todo and args.backend == "local":
+        from rote.experiments.packing import plan_jobs
+
+        plan_jobs(plan, args.group or 1, remeasure=True, log=print)
     if plan.todo and not args.no_estimate:
         from rote.experiments.estimate import estimate
 
@@ -391,8 +413,8 @@ def cmd_sweep(args) -> int:
         bar.update(1)
 
     counts = execute.run_sweep(plan, jobs=args.jobs, group=args.group, backend=args.backend, address=args.address,
-                               retries=args.retries, data_dir=args.data_dir, on_result=on_result, log=bar.write,
-                               checkpoint_every=args.checkpoint_every)
+                               retries=args.retries, data_dir=args.data_dir, threads=args.threads,
+                               on_result=on_result, log=bar.write, checkpoint_every=args.checkpoint_every)
     bar.close()
     if counts["interrupted"]:
         print(f"\n{'terminated' if counts['terminated'] else 'interrupted'}: {counts['done']} run(s) finished and "

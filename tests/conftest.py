@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from rote.data.sources import load_dataset
 from rote.errors import DataError
+
+# a sweep's default --jobs is measured on the machine (rote.experiments.packing); tests never time anything
+os.environ.setdefault("ROTE_PACKING", "one")
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,12 @@ from rote.experiments.grouping import group_runs
 from rote.training.loop import train, train_many
 
 
-def test_group_matches_separate_runs_including_early_stop(mnist):
+# cnn:4 runs through vmap; mlp:16 through the batched matrix products of rote.training.stacked
+@pytest.mark.parametrize("model", ["cnn:4", "mlp:16"])
+def test_group_matches_separate_runs_including_early_stop(mnist, model):
     # different seeds, labels and budgets; the 'true' run stops after 2 epochs while the others go on
     cfgs = [RunConfig.from_dict(dict(n_train=200, seed=s, epochs=e, stop_at="none", eval_every=1, labels=lab,
-                                     model="cnn:4"))
+                                     model=model))
             for s, e, lab in [(0, 4, "permute"), (1, 2, "true"), (2, 4, "partial:0.5")]]
     datas = [prepare(mnist, c) for c in cfgs]
     grouped = train_many(cfgs, datas)
@@ -43,3 +45,18 @@ def test_a_group_cannot_claim_channels_last(mnist):
     cfgs = [RunConfig.from_dict({"n_train": 100, "seed": s, "channels_last": "true", "model": "cnn:4"}) for s in (0, 1)]
     with pytest.raises(ConfigError, match="channels_last"):
         train_many(cfgs, [prepare(mnist, c) for c in cfgs])
+
+
+def test_only_plain_mlps_take_the_batched_product_path():
+    import torch
+
+    from rote.models import create_model
+    from rote.training.stacked import stacked_forward, take
+
+    make = lambda m: create_model(m, in_shape=(1, 28, 28), classes=10, dropout=0.0)  # noqa: E731
+    assert stacked_forward(make("mlp:16x8")) is not None
+    assert stacked_forward(make("cnn:4")) is None and stacked_forward(make("seed-cnn")) is None
+    assert stacked_forward(create_model("mlp:16", in_shape=(1, 28, 28), classes=10, dropout=0.5)) is None
+    x = torch.randn(3, 7, 1, 2, 2)
+    rows, idx = torch.tensor([[0], [2]]), torch.tensor([[6, 1], [0, 0]])
+    assert torch.equal(take(x, rows, idx), x[rows, idx])

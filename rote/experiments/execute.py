@@ -104,7 +104,8 @@ def _worker_init(parent: int, threads: int) -> None:
 
 
 def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int], None] = lambda r, running: None,
-              group: int = 1, retries: int = 2, checkpoint_every: Optional[float] = None) -> None:
+              group: int = 1, retries: int = 2, checkpoint_every: Optional[float] = None,
+              threads: Optional[int] = None) -> None:
     """Run the plan's to-do list here: in this process for jobs=1, else in a pool of processes.
 
     With group > 1, compatible runs are trained together as one batched model.
@@ -113,9 +114,13 @@ def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int]
     every run in flight runs again in a new pool, resuming where it can, but only the runs the dead
     worker held are charged an attempt; those are recorded as failed after ``retries`` retries. Ctrl-C
     stops the workers at once; the runs in flight keep their checkpoints (a rerun resumes them) and
-    KeyboardInterrupt is raised.
+    KeyboardInterrupt is raised. ``threads`` per process
+    (default: the usable cores shared out, rote.threads).
     """
+    from rote.threads import use_threads
+
     groups, left = group_runs(p.todo, group), len(p.todo)
+    threads = use_threads(threads, jobs)
     if jobs <= 1:
         for g in groups:
             for r in execute_group(g, str(p.store.root), data_dir, checkpoint_every=checkpoint_every):
@@ -126,7 +131,6 @@ def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int]
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     attempts = [0] * len(groups)
     queue = list(range(len(groups)))
     while queue:
@@ -219,12 +223,12 @@ def start_store(p: Plan) -> int:
 
 
 def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = None, backend: str = "local",
-              address: Optional[str] = None, retries: int = 2, data_dir=None,
+              address: Optional[str] = None, retries: int = 2, data_dir=None, threads: Optional[int] = None,
               on_result: Callable[[dict, dict], None] = lambda r, counts: None,
               log: Callable[[str], None] = print, checkpoint_every: Optional[float] = None) -> dict:
     """Run a plan's to-do list into its store (start_store first); returns the counts, as ``on_result`` gets them.
 
-    ``jobs`` local processes (default: one per two cores on a CPU, one on a GPU) or a Ray cluster;
+    ``jobs`` local processes (default: see ``parallelism``) of ``threads`` threads each or a Ray cluster;
     ``group`` runs per batched model (default: 32 on a local GPU, else 1). index.csv is rewritten as runs
     finish. Ctrl-C or SIGTERM returns with counts['interrupted'] (and counts['terminated'] for SIGTERM):
     what finished is kept and indexed, the runs in flight keep checkpoints that the next sweep resumes from.
@@ -256,7 +260,8 @@ def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = Non
             run_ray(p, address=address, data_dir=data_dir, retries=retries, on_result=landed, group=group,
                     gpu=device == "cuda", checkpoint_every=checkpoint_every)
         elif p.todo:
-            run_local(p, jobs, data_dir, landed, group=group, retries=retries, checkpoint_every=checkpoint_every)
+            run_local(p, jobs, data_dir, landed, group=group, retries=retries, checkpoint_every=checkpoint_every,
+                      threads=threads)
     except KeyboardInterrupt as e:
         counts["interrupted"], counts["terminated"] = True, isinstance(e, Terminated)
     try:

@@ -71,9 +71,13 @@ def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
 
 def parallelism(p: Plan, jobs: Optional[int] = None, group: Optional[int] = None,
                 backend: str = "local") -> tuple[str, int, int]:
-    """(device type, jobs, group) as run_sweep will use them: jobs default to one per two cores on a CPU,
-    one on a GPU; group defaults to 32 on a local GPU, else 1."""
+    """(device type, jobs, group) as run_sweep will use them: jobs default, on a CPU, to one process or one
+    per core, whichever measured faster here (rote.experiments.packing), one on a GPU; group defaults to 32
+    on a local GPU, else 1."""
     device = resolve_device(p.todo[0].device).type if p.todo else "cpu"
-    jobs = jobs or (max(1, (os.cpu_count() or 1) // 2) if device == "cpu" else 1)
     group = group or (32 if device == "cuda" and backend == "local" else 1)
-    return device, jobs, group
+    if not jobs and device == "cpu" and backend == "local":
+        from rote.experiments.packing import plan_jobs
+
+        jobs = plan_jobs(p, group)  # measured once per machine and model kind, then cached
+    return device, jobs or 1, group

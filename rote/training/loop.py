@@ -37,6 +37,7 @@ from rote.training.members import EVAL_BATCH, Members, build_members, input_layo
 from rote.training.metrics import label_entropy
 from rote.training.optim import lr_at
 from rote.training.recorder import ExampleRecorder
+from rote.training.stacked import take
 from rote.training.records import EpochRecord, TrainResult, steady_seconds
 from rote.training.stopping import Stopper
 
@@ -174,7 +175,7 @@ class _Loop:
             self.recorder.start_epoch(L)
         for i in (progress(starts) if progress else starts):
             idx = perms[:, i:i + bs]  # (L, B)
-            xb, yb = x_fit[rows, idx], y_fit[rows, idx]  # (L, B, C, H, W), (L, B)
+            xb, yb = take(x_fit, rows, idx), take(y_fit, rows, idx)  # (L, B, C, H, W), (L, B): x_fit[rows, idx]
             if cfg.augment_shift:
                 xb = shift_batch(xb.flatten(0, 1), cfg.augment_shift, self.aug_gen, self.background).unflatten(
                     0, idx.shape)

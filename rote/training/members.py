@@ -21,6 +21,7 @@ from rote.config import RunConfig
 from rote.errors import ConfigError
 from rote.models import count_parameters
 from rote.training.optim import loss_function, make_optimizer
+from rote.training.stacked import group_optimizer, stacked_forward
 
 EVAL_BATCH = 1000
 
@@ -214,13 +215,15 @@ class StackedModels(Members):
         self.parameters = count_parameters(models[0])
         params, self.buffers = stack_module_state(models)  # each (R, ...)
         self.params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
-        self.opt = make_optimizer(cfg, list(self.params.values()))
+        self.opt = group_optimizer(cfg, list(self.params.values()), make_optimizer)
         # The stacked members run through one module skeleton on the meta device; its training flag
         # is theirs. Buffers (batch norm's running statistics) are stacked like the weights, so in
         # training mode each member updates its own, in place, under vmap.
         self._base = copy.deepcopy(models[0]).to("meta")
         self.template = models[0]  # a real module, to run one member through (the dead-network check)
-        self._vmapped = torch.vmap(lambda p, b, x: functional_call(self._base, (p, b), (x,)))
+        # a plain MLP runs as batched matrix products (rote.training.stacked), anything else through vmap
+        self._vmapped = stacked_forward(models[0]) or torch.vmap(
+            lambda p, b, x: functional_call(self._base, (p, b), (x,)))
 
     def forward(self, x):
         return self._vmapped(self.params, self.buffers, x)
@@ -249,7 +252,7 @@ class StackedModels(Members):
         self.count = len(rows)
         self.params = {n: p.detach()[at].clone().requires_grad_(True) for n, p in self.params.items()}
         self.buffers = {n: b[at] for n, b in self.buffers.items()}
-        self.opt = make_optimizer(self.cfg, list(self.params.values()))
+        self.opt = group_optimizer(self.cfg, list(self.params.values()), make_optimizer)
         self.set_lr(lr)
         for p, st in zip(self.params.values(), state):
             if st:
@@ -272,7 +275,7 @@ class StackedModels(Members):
         self.params = {n: p.detach().clone().requires_grad_(True) for n, p in state["params"].items()}
         self.buffers = {n: b.clone() for n, b in state["buffers"].items()}
         self.count = len(next(iter(self.params.values())))
-        self.opt = make_optimizer(self.cfg, list(self.params.values()))
+        self.opt = group_optimizer(self.cfg, list(self.params.values()), make_optimizer)
         self.opt.load_state_dict(state["opt"])
 
 
