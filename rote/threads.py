@@ -132,9 +132,10 @@ def oversubscribed(threads: int, jobs: int = 1, cores: Optional[int] = None, bus
     if busy + jobs * threads <= cores + 0.5:
         return ""
     what = f"{jobs} x {threads} threads" if jobs > 1 else f"{threads} thread{'s' * (threads > 1)}"
+    fewer = choose_threads(jobs, cores, busy)
+    hint = f" (--threads {fewer} uses only the free ones)" if fewer < threads else ""
     return (f"warning: this machine is oversubscribed: other processes keep {busy:.1f} of its {cores} usable cores "
-            f"busy and rote runs {what}; training will be slower (--threads "
-            f"{choose_threads(jobs, cores, busy)} uses only the free ones)")
+            f"busy and rote runs {what}; training will be slower{hint}")
 
 
 def use_threads(threads: Optional[int] = None, jobs: int = 1, warn=lambda s: print(s, file=sys.stderr)) -> int:
