@@ -150,6 +150,10 @@ def write_table(store, out_dir=None) -> tuple[str, list[Path]]:
         paths += more
     if len(rows) == 2:
         text += "\n" + format_comparison(rows)
+    if data.varying == ["n_train"]:
+        scaling = format_scaling(data)
+        if scaling:
+            text += "\n" + scaling
     mem_rows, mem_summaries = memorization_rows(data)
     if mem_summaries:
         text += "\n" + format_memorization(mem_summaries)
@@ -157,6 +161,37 @@ def write_table(store, out_dir=None) -> tuple[str, list[Path]]:
         paths.append(out_dir / "memorization.csv")
         write_atomic(paths[-1], format_csv([{k: r[k] for k in MEMORIZATION_COLUMNS} for r in mem_rows]).encode())
     return text, paths
+
+
+PREDICT_AT = (20_000, 30_000, 60_000)
+
+
+def format_scaling(data) -> str:
+    """A sweep over N alone: epochs and optimiser steps to memorise against N as a power law (the runs that
+    memorised; rote.reporting.scaling), with predictions for larger N; '' with fewer than two sizes."""
+    from rote.reporting.scaling import fit_power_law
+
+    pts = []
+    for c in data.conditions:
+        for r in c.runs:
+            e = r.fit_epoch()[0]
+            n_fit, bs = r.result.get("n_fit"), r.config.get("batch_size")
+            if e is not None and n_fit and bs:
+                pts.append((c.settings["n_train"], e, e * -(-int(n_fit) // int(bs))))
+    if len({p[0] for p in pts}) < 2:
+        return ""
+    sizes = sorted({p[0] for p in pts})
+    out = [f"time to memorise against N (power law, least squares in log-log over the {len(pts)} runs that "
+           f"memorised at N = {', '.join(f'{n:,}' for n in sizes)}; 95% bootstrap intervals over runs):"]
+    for col, what in ((1, "epochs"), (2, "optimiser steps")):
+        fit = fit_power_law([p[0] for p in pts], [p[col] for p in pts])
+        preds = "; ".join(f"N = {n:,}: {t:,.0f} ({lo:,.0f}-{hi:,.0f})" for n in PREDICT_AT
+                          for t, lo, hi in [fit.predict(n)])
+        out.append(f"  {what} ∝ N^{fit.slope:.2f} ({fit.slope_low:.2f} to {fit.slope_high:.2f}); predicted "
+                   f"median {what}: {preds}")
+    out.append("  (collapsed runs never memorise and are not in the fit; see the memorised and collapsed shares "
+               "above)")
+    return "\n".join(out) + "\n"
 
 
 def format_comparison(rows: list[dict]) -> str:
