@@ -179,7 +179,7 @@ def test_every_supported_figure_is_drawn_as_png_and_svg(store, seed_store, tmp_p
     paths = plot_sweep(store, tmp_path / "figs", log=notes.append)
     drawn = {p.stem for p in paths}
     assert drawn == {"learning_curves", "time_to_fit", "test_error", "capacity", "clean_vs_corrupt",
-                     "detection_auroc", "first_learned", "data_map", "examples_grid"}
+                     "detection_auroc", "first_learned", "data_map", "examples_grid", "capacity_bits"}
     assert len(notes) == 1 and notes[0].startswith("seed_outcomes not drawn")
     for name in drawn:
         for ext in ("png", "svg"):
@@ -210,7 +210,7 @@ def test_report_is_one_self_contained_escaped_html_file(store, tmp_path):
     parser = _Refs()
     parser.feed(text)
     assert parser.refs and all(r.startswith("data:image/png;base64,") for r in parser.refs)
-    assert len(parser.refs) == 9  # every figure the store supports
+    assert len(parser.refs) == 10  # every figure the store supports
     assert all(f"<h3>{f.title}</h3>" in text for f in FIGURES.values() if f.name != "seed_outcomes")
     assert not parser.tags & {"script", "link", "iframe", "object", "embed"}
     low = text.lower()
