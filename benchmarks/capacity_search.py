@@ -5,7 +5,7 @@ stop rule, the full training part evaluated every tenth of the budget; one threa
 row of docs/capacity-search.csv, and a rerun skips the trials already there, so the search can be stopped and
 resumed. The winner per model is the trial with the most memorised bits at the end.
 
-    PYTHONPATH=. python benchmarks/capacity_search.py [--stage 1|2|3|all]
+    PYTHONPATH=. python benchmarks/capacity_search.py [--stage 1|2|3|all] [--extra model=mlp:8,lr=3e-4,...]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ FIELDS = ["stage", "model", "parameters", "n_train", "epochs", "preprocess", "op
 COMMON = dict(labels="random", val_split=0.0, stop_at=None, record_examples=False, device="cpu", seed=0)
 
 # where the search is made: near each model's saturation at 1-2 bits per parameter (N log2 10 ~ parameters x 1.5)
-SEARCH_AT = {"mlp:8": (2000, 200), "mlp:32": (5000, 200), "cnn:4": (1000, 60)}
+SEARCH_AT = {"mlp:8": (2000, 200), "mlp:32": (5000, 200), "cnn:4": (1000, 40)}
 
 
 def trials(stage: str) -> list[dict]:
@@ -39,15 +39,19 @@ def trials(stage: str) -> list[dict]:
     if stage in ("1", "all"):  # does the input scale matter? the default recipe, raw pixels against per-image whitening
         for pre in ("none", "zhang"):
             out.append(dict(stage=1, model="mlp:32", preprocess=pre, lr=3e-3, batch_size=256, init="torch"))
-    if stage in ("2", "all"):  # lr x batch x init, per-image whitening
-        for model in ("mlp:8", "mlp:32"):
-            for lr in (1e-3, 3e-3, 1e-2):
-                for bs in (64, 256):
-                    for init in ("torch", "keras"):
-                        out.append(dict(stage=2, model=model, preprocess="zhang", lr=lr, batch_size=bs, init=init))
+    if stage in ("2", "all"):  # mlp:8, the cheapest: lr x batch x init, per-image whitening
         for lr in (1e-3, 3e-3, 1e-2):
+            for bs in (64, 256):
+                for init in ("torch", "keras"):
+                    out.append(dict(stage=2, model="mlp:8", preprocess="zhang", lr=lr, batch_size=bs, init=init))
+    if stage in ("3", "all"):  # mlp:8 said: the smallest lr and batch won; go smaller, and check mlp:32 and cnn:4
+        for lr, bs in ((3e-4, 64), (1e-3, 32)):
+            out.append(dict(stage=3, model="mlp:8", preprocess="zhang", lr=lr, batch_size=bs, init="keras"))
+        for lr in (3e-4, 1e-3, 3e-3):
             for init in ("torch", "keras"):
-                out.append(dict(stage=2, model="cnn:4", preprocess="zhang", lr=lr, batch_size=128, init=init))
+                out.append(dict(stage=3, model="mlp:32", preprocess="zhang", lr=lr, batch_size=64, init=init))
+        for lr in (3e-4, 1e-3):
+            out.append(dict(stage=3, model="cnn:4", preprocess="zhang", lr=lr, batch_size=64, init="keras"))
     for t in out:
         n, epochs = SEARCH_AT[t["model"]]
         t.setdefault("n_train", n)
@@ -66,13 +70,13 @@ def ident(t: dict) -> tuple:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stage", default="all")
-    ap.add_argument("--extra", action="append", default=[], help="one more trial as k=v,k=v (stage 3)")
+    ap.add_argument("--extra", action="append", default=[], help="one more trial as k=v,k=v (stage 4)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     todo = trials(args.stage)
     for e in args.extra:
         t = dict(kv.split("=", 1) for kv in e.split(","))
-        t["stage"] = 3
+        t["stage"] = 4
         for k in ("lr", "step_gamma"):
             if k in t:
                 t[k] = float(t[k])
