@@ -93,13 +93,16 @@ def _classes(result: dict) -> int:
 
 
 def run_bits(record: dict, history: Optional[dict] = None) -> Optional[dict]:
-    """A run's memorised bits at the end and along training, or None for runs not on uniform random labels.
+    """A run's memorised bits at the end and along training; None for runs not on uniform random labels, and for
+    runs whose final loss is not finite (diverged).
 
-    Returns {'bits', 'ideal_bits', 'classes', 'parameters', 'bits_per_parameter', 'epochs_curve', 'bits_curve', 'rising'};
-    the curve is every full-train evaluation in history.csv (``train_loss_full``).
+    Returns {'bits', 'ideal_bits', 'classes', 'parameters', 'bits_per_parameter', 'epochs_curve', 'bits_curve',
+    'rising'}; the curve is every full-train evaluation in history.csv (``train_loss_full``).
     """
     cfg, res = record["config"], record["result"]
     if cfg.get("labels") != "random" or res.get("train_loss") is None or not res.get("n_fit"):
+        return None
+    if not math.isfinite(float(res["train_loss"])):  # a diverged run: its code length says nothing
         return None
     n, k = int(res["n_fit"]), _classes(res)
     bits = bits_from_loss(n, float(res["train_loss"]), k)
