@@ -223,6 +223,7 @@ def capacity_bits(data):
                 ax.scatter([_jitter_log(p["n"], j, len(p["runs"]))], [b["bits"]], s=16, zorder=3, lw=0.9,
                            facecolors="none" if b["rising"] else color, edgecolors=color)
         ax.axhline(row["capacity_bits"], color=color, ls="--", lw=1, alpha=0.8)
+        # right: the runs at the plateau N along training, their mean as a line, the end hollow if still rising
         plateau = [p for p in pts if p["n"] == row["plateau_n"]][0]
         per: dict = {}
         for b in plateau["runs"]:
@@ -230,27 +231,36 @@ def capacity_bits(data):
                 per.setdefault(e, []).append(v)
         ep = sorted(per)
         if ep:
-            ax_ep.plot(ep, [sum(per[e]) / len(per[e]) for e in ep], color=color, lw=1.5,
-                       ls="--" if row["lower_bound"] else "-", label=f"{m}, N = {row['plateau_n']:,}")
-    ax.scatter([], [], s=16, facecolors="none", edgecolors="0.3", lw=0.9, label="run still rising (lower bound)")
-    ax.plot([], [], color="0.3", ls="--", lw=1, label="plateau (capacity)")
+            ys = [sum(per[e]) / len(per[e]) for e in ep]
+            ax_ep.plot(ep, ys, color=color, lw=1.5)
+            ax_ep.scatter([ep[-1]], [ys[-1]], s=28, zorder=3, lw=1.2, edgecolors=color,
+                          facecolors="none" if plateau["rising"] else color)
+            ax_ep.annotate(f"N = {row['plateau_n']:,}", (ep[-1], ys[-1]), textcoords="offset points",
+                           xytext=(-4, 5), ha="right", fontsize=7, color=color)
+    ax.scatter([], [], s=16, facecolors="none", edgecolors="0.3", lw=0.9,
+               label="hollow: still rising at its last epoch (lower bound)")
+    ax.plot([], [], color="0.3", ls="--", lw=1, label="plateau: the model's capacity")
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    # a run that learned nothing has bits <= 0, which a log axis would silently drop
+    positive = all(b["bits"] > 0 for pts in points.values() for p in pts for b in p["runs"])
+    ax.set_yscale("log" if positive else "linear")
+    ax.set_xticks(ns)
+    ax.set_xticklabels([f"{n:,}" for n in ns], rotation=45 if len(ns) > 4 else 0)
+    ax.minorticks_off()
     ax.set_xlabel("training images N (log scale)")
-    ax.set_ylabel("memorised bits (log scale)")
+    ax.set_ylabel("memorised bits" + (" (log scale)" if positive else ""))
     ax.set_title("Memorised bits against N")
     ax_ep.set_xlabel("epoch")
     ax_ep.set_ylabel("memorised bits")
-    ax_ep.set_title("Along training, at the plateau N")
+    ax_ep.set_title("Along training, at each model's plateau N")
     ax_ep.set_ylim(bottom=0)
-    legend(ax, fontsize=7, outside=True)
-    legend(ax_ep, fontsize=7, outside=False)
+    legend(ax_ep, sources=[ax], fontsize=7.5, outside=True)
     lb = [m for m in order if rows[m]["lower_bound"]]
     caption = ("Memorised bits on uniform random labels (Morris et al. 2025: N log2 K minus the code length of the "
                "labels under the model, eval mode, whole training part) against N, one line per model (mean over "
                "seeds, runs as dots, hollow where a run was still rising at its last epoch); dashed lines mark each "
                "model's plateau, the largest mean at one N; the dotted line is every label memorised. Right: mean "
-               "bits along training at each model's plateau N (dashed where a lower bound). "
+               "bits along training at each model's plateau N, the end hollow where a run there was still rising. "
                + ("Lower bounds: " + ", ".join(lb) + "." if lb else "Every plateau met the convergence rule."))
     return fig, caption
 
