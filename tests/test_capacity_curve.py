@@ -128,3 +128,40 @@ def test_bits_from_loss_and_the_rising_rule_by_hand():
     m, lo, hi = t_interval([1.0, 2.0, 3.0])
     assert m == 2.0 and hi - m == pytest.approx(4.303 * 1.0 / math.sqrt(3))
     assert t_interval([4.0]) == (4.0, None, None)
+
+
+class _Data:
+    """The part of a SweepData that the capacity functions read: conditions with runs, and each run's history."""
+
+    def __init__(self, runs):
+        self.conditions = [type("C", (), {"runs": runs})()]
+        self._h = {id(r): r.pop("history") for r in runs}
+
+    def history(self, r):
+        return self._h[id(r)]
+
+
+def _rec(model, n, seed, loss, curve_losses):
+    return {"config": {"labels": "random", "model": model, "seed": seed},
+            "result": {"train_loss": loss, "n_fit": n, "parameters": 1000, "chance": {"uniform": 0.1}},
+            "history": {"epoch": list(range(10, 10 * len(curve_losses) + 1, 10)), "train_loss_full": curve_losses}}
+
+
+def test_plateau_and_lower_bounds_by_hand():
+    flat = [2.0, 1.0, 0.9, 0.9, 0.9]  # no change over the last 20% of epochs
+    # model a: 1,000 labels at 0.9 nats, 2,000 at 1.8 nats: fewer bits at the larger N, a converged plateau at 1,000
+    # model b: the larger N holds more (2.0 nats on 1,000, 1.0 on 2,000): still rising in N, a lower bound
+    runs = [_rec("a", 1000, s, 0.9, flat) for s in (0, 1)] + [_rec("a", 2000, s, 1.8, flat[:4] + [1.8])
+                                                               for s in (0, 1)]
+    runs += [_rec("b", 1000, 0, 2.0, [2.0] * 5), _rec("b", 2000, 0, 1.0, [2.0, 1.5, 1.2, 1.1, 1.0])]
+    rows = {r["model"]: r for r in capacity_rows(_Data(runs))}
+    a, b = rows["a"], rows["b"]
+    bits_a = 1000 * (math.log2(10) - 0.9 / math.log(2))
+    assert a["plateau_n"] == 1000 and a["capacity_bits"] == pytest.approx(bits_a)
+    assert a["bits_low"] == pytest.approx(bits_a) and a["bits_per_parameter"] == pytest.approx(bits_a / 1000)
+    assert not a["lower_bound"] and a["why_lower"] == ""
+    assert b["plateau_n"] == 2000 and b["lower_bound"] and b["why_lower"] == "still rising in epochs, still rising in N"
+    assert b["capacity_bits"] == pytest.approx(2000 * (math.log2(10) - 1.0 / math.log(2))) and b["bits_low"] is None
+    text = format_markdown([a, b])
+    assert f"| a | 1,000 | 1,000 | 2 | {bits_a:,.0f} ({bits_a:,.0f} to {bits_a:,.0f}) | {bits_a / 1000:.3f}" in text
+    assert "| b | 1,000 | 2,000 | 1 | >= " in text

@@ -175,7 +175,7 @@ def capacity_rows(data) -> list[dict]:
 
 def format_markdown(rows: list[dict]) -> str:
     head = ("| model | parameters | plateau at N | seeds | capacity (bits) | bits per parameter | "
-            "converged? | x 3.6 (Morris) | x 5 (Collins) |")
+            "converged? | / 3.6 (Morris) | / 5 (Collins) |")
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         def iv(m, lo, hi, d):
@@ -191,8 +191,11 @@ def format_markdown(rows: list[dict]) -> str:
                      + ("-" if r["vs_collins"] is None else f"{r['vs_collins']:.2f}") + " |")
     lines.append("")
     lines.append("Capacity: the largest mean over seeds of memorised bits at one N; intervals are 95% Student t "
-                 "over that N's seeds (none for one seed). Bits per parameter against 3.6 (Morris et al. 2025, "
-                 "GPT-style models) and 5 (Collins, Sohl-Dickstein and Sussillo 2017, RNNs).")
+                 "over that N's seeds (none for one seed). '>=': a lower bound, because a run at that N was still "
+                 "rising at its last epoch (its bits grew by more than 1% over its last 20% of epochs) or because "
+                 "it is the largest N measured and the bits still grew by more than 5% from the N below. The last "
+                 "two columns divide bits per parameter by 3.6 (Morris et al. 2025, GPT-style models) and 5 "
+                 "(Collins, Sohl-Dickstein and Sussillo 2017, RNNs).")
     return "\n".join(lines) + "\n"
 
 
