@@ -23,6 +23,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
 from rote.reporting.figures import Skip, _jitter_log, figure
 from rote.reporting.style import condition_color, legend, subplots
 
@@ -205,8 +207,9 @@ def format_markdown(rows: list[dict]) -> str:
 @figure("capacity_bits", "Capacity: memorised bits against N")
 def capacity_bits(data):
     """Memorised bits against N per model (log x) with its plateau, and each model's bits along training."""
-    points = capacity_points(data)
-    points = {m: p for m, p in points.items() if len(p) >= 2}
+    every = capacity_points(data)
+    points = {m: p for m, p in every.items() if len(p) >= 2}
+    single = sorted(set(every) - set(points))
     if not points:
         raise Skip("needs runs on uniform random labels (labels: random) at two or more values of n_train")
     rows = {r["model"]: r for r in capacity_rows(data)}
@@ -247,6 +250,10 @@ def capacity_bits(data):
     # a run that learned nothing has bits <= 0, which a log axis would silently drop
     positive = all(b["bits"] > 0 for pts in points.values() for p in pts for b in p["runs"])
     ax.set_yscale("log" if positive else "linear")
+    if positive:  # a range within one decade gets no labelled ticks from the default log locator
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xticks(ns)
     ax.set_xticklabels([f"{n:,}" for n in ns], rotation=45 if len(ns) > 4 else 0)
     ax.minorticks_off()
@@ -264,7 +271,8 @@ def capacity_bits(data):
                "seeds, runs as dots, hollow where a run was still rising at its last epoch); dashed lines mark each "
                "model's plateau, the largest mean at one N; the dotted line is every label memorised. Right: mean "
                "bits along training at each model's plateau N, the end hollow where a run there was still rising. "
-               + ("Lower bounds: " + ", ".join(lb) + "." if lb else "Every plateau met the convergence rule."))
+               + ("Lower bounds: " + ", ".join(lb) + "." if lb else "Every plateau met the convergence rule.")
+               + (" Not drawn (one N so far): " + ", ".join(single) + "." if single else ""))
     return fig, caption
 
 
