@@ -181,7 +181,7 @@ def test_every_supported_figure_is_drawn_as_png_and_svg(store, seed_store, tmp_p
     paths = plot_sweep(store, tmp_path / "figs", log=notes.append)
     drawn = {p.stem for p in paths}
     assert drawn == {"learning_curves", "time_to_fit", "test_error", "capacity", "clean_vs_corrupt",
-                     "detection_auroc", "first_learned", "data_map", "examples_grid"}
+                     "detection_auroc", "first_learned", "data_map", "examples_grid", "capacity_bits"}
     # no run of this store memorised (2 epochs), and it varies labels beside n_train
     assert sorted(n.split()[0] for n in notes) == ["incidence", "memorise_vs_n", "seed_outcomes"]
     for name in drawn:
@@ -237,7 +237,7 @@ def test_report_is_one_self_contained_escaped_html_file(store, tmp_path):
     parser = _Refs()
     parser.feed(text)
     assert parser.refs and all(r.startswith("data:image/png;base64,") for r in parser.refs)
-    assert len(parser.refs) == 9  # every figure the store supports
+    assert len(parser.refs) == 10  # every figure the store supports
     assert all(f"<h3>{f.title}</h3>" in text for f in FIGURES.values()
                if f.name not in ("seed_outcomes", "incidence", "memorise_vs_n"))  # no run memorised here
     assert not parser.tags & {"script", "link", "iframe", "object", "embed"}

@@ -921,3 +921,6 @@ def plot_sweep(store, out_dir=None, log: Optional[Callable[[str], None]] = print
         for n in notes:
             log(n)
     return [p for f in figs for p in f.paths]
+
+
+from rote.reporting import capacity as _capacity  # noqa: E402,F401  (registers the capacity_bits figure)
