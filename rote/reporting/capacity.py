@@ -245,7 +245,7 @@ def capacity_bits(data):
                            xytext=(-4, 5), ha="right", fontsize=7, color=color)
     ax.scatter([], [], s=16, facecolors="none", edgecolors="0.3", lw=0.9,
                label="hollow: still rising at its last epoch (lower bound)")
-    ax.plot([], [], color="0.3", ls="--", lw=1, label="plateau: the model's capacity")
+    ax.plot([], [], color="0.3", ls="--", lw=1, label="highest mean over N: the capacity (a lower bound while hollow)")
     ax.set_xscale("log")
     # a run that learned nothing has bits <= 0, which a log axis would silently drop
     positive = all(b["bits"] > 0 for pts in points.values() for p in pts for b in p["runs"])
