@@ -66,18 +66,15 @@ def training_step(cfg: RunConfig, in_shape: tuple, classes: int, k: int):
     import torch
 
     from rote.config import resolve_device
-    from rote.models import create_model
-    from rote.training.loop import Members, memory_format
+    from rote.training.members import build_members, input_layout
 
     device = resolve_device(cfg.device)
-    layout = memory_format(cfg, device, stacked=k > 1) if len(in_shape) == 3 else torch.contiguous_format
-    members = Members([create_model(cfg.model, in_shape=tuple(in_shape), classes=classes, dropout=cfg.dropout,
-                                    init=cfg.init, generator=torch.Generator().manual_seed(i))
-                       .to(device=device, memory_format=layout) for i in range(k)], cfg)
+    layout = input_layout(cfg, device, k, tuple(in_shape))
+    members = build_members([cfg] * k, tuple(in_shape), classes, device, list(range(k)))
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(k, cfg.batch_size, *in_shape, generator=gen).to(device)
-    if k == 1 and x.dim() == 5:
-        x = x[0].contiguous(memory_format=layout).unsqueeze(0)
+    if x.dim() == 5:  # (k, B, C, H, W) in the members' layout, as train_many slices it
+        x = torch.stack([m.contiguous(memory_format=layout) for m in x])
     y = torch.randint(0, classes, (k, cfg.batch_size), generator=gen).to(device)
     members.train(True)
     return lambda: members.step(members.losses(members.forward(x), y))
@@ -176,9 +173,9 @@ def best_jobs(cfg: RunConfig, in_shape: tuple, classes: int, k: int = 1, groups:
 
 
 def plan_jobs(p, group: int, remeasure: bool = False, data_dir=None, log=lambda s: None) -> int:
-    """``best_jobs`` for a plan's to-do list (execute.Plan), measured on its first run's kind."""
+    """``best_jobs`` for a plan's to-do list (plan.Plan), measured on its first run's kind."""
     from rote.data.prepare import input_shape
-    from rote.experiments.execute import _shape
+    from rote.experiments.plan import dataset_shape as _shape
     from rote.experiments.grouping import group_runs
 
     if not p.todo:

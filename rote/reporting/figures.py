@@ -692,7 +692,7 @@ def seed_outcomes(data: SweepData):
             ax.scatter([x], [100 * r.test_acc], color=color, marker=marker, s=36, zorder=3, label=lab,
                        edgecolors="white", lw=0.5)
         # right: the epoch it memorised, or the epoch it stopped at (collapsed, diverged, out of budget)
-        e = fit_epoch(r)[0] if outcome == "memorized" else res.get("epochs")
+        e = fit_epoch(r)[0] if outcome == "memorized" else r.epochs_run
         if e is not None:
             ax_ep.scatter([x], [e], color=color, marker=marker, s=36, zorder=3, edgecolors="white", lw=0.5)
         budget = r["config"].get("epochs", budget)
