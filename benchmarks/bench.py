@@ -124,16 +124,18 @@ class OldGroupPath:
 
     def __enter__(self):
         import rote.training.loop as loop
+        import rote.training.members as members
 
-        self.saved = loop.stacked_forward, loop.take, loop.group_optimizer
-        loop.stacked_forward = lambda model: None
+        self.saved = members.stacked_forward, loop.take, members.group_optimizer
+        members.stacked_forward = lambda model: None
         loop.take = lambda x, rows, idx: x[rows, idx]
-        loop.group_optimizer = lambda cfg, params, make: make(cfg, params)
+        members.group_optimizer = lambda cfg, params, make: make(cfg, params)
 
     def __exit__(self, *exc):
         import rote.training.loop as loop
+        import rote.training.members as members
 
-        loop.stacked_forward, loop.take, loop.group_optimizer = self.saved
+        members.stacked_forward, loop.take, members.group_optimizer = self.saved
 
 
 def tiny_rows(dataset, device, epochs: int, ks: list[int], images: int, repeats: int = 2) -> list[str]:

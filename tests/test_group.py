@@ -27,6 +27,18 @@ def test_group_matches_separate_runs_including_early_stop(mnist, model):
         assert [r.clean_acc for r in g.history] == pytest.approx([r.clean_acc for r in s.history], abs=2e-3)
         assert g.test_loss == pytest.approx(s.test_loss, abs=2e-4)
         assert np.mean(g.test_pred != s.test_pred) < 0.002
+        # the per-example losses of the memorised bits are the run's own, also after a member left the group
+        np.testing.assert_allclose(g.fit_loss, s.fit_loss, atol=2e-3)
+
+
+def test_a_group_holds_shared_images_once(mnist):
+    from rote.training.loop import _Loop
+
+    # the same first N images, different labels: one copy of the images, one row of labels per run
+    cfgs = [RunConfig.from_dict(dict(n_train=200, seed=s, model="mlp:16", labels="permute")) for s in range(3)]
+    loop = _Loop(cfgs, [prepare(mnist, c) for c in cfgs], __import__("torch").device("cpu"), keep_weights=False)
+    assert loop.t["x_fit"].shape[0] == loop.t["x_test"].shape[0] == 1
+    assert loop.t["y_fit"].shape[0] == 3 and loop.xrow["fit"] == [0, 0, 0]
 
 
 def test_grouping_keeps_incompatible_runs_apart():

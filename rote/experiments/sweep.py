@@ -245,15 +245,16 @@ def parse_sweep(text: str, where: str = "<sweep>") -> Sweep:
 
     sweep = Sweep(name=name, description=str(data.get("description") or ""), base=base, cases=cases, grid=grid,
                   seeds=seeds, configs=[], source=text, expect_epochs=expect)
-    configs = []
+    conditions = []
     for point in sweep.conditions():
         try:
-            cfg = RunConfig.from_dict({**point, "seed": seeds[0]}, base=base_cfg)
+            conditions.append(RunConfig.from_dict({**point, "seed": seeds[0]}, base=base_cfg))
         except ConfigError as e:
             raise err(grid_node or cases_node or root, f"condition {short(point, 120)}: {e}") from None
-        # the seed is the only field that changes, and every seed is checked above (>= 0): no need to
-        # validate the whole config again per seed
-        configs.extend(dataclasses.replace(cfg, seed=seed) for seed in seeds)
+    # the seed is the only field that changes, and every seed is checked above (>= 0): no need to validate
+    # the whole config again per seed. Seed-major order: every condition's first seed runs before any
+    # condition's second, so a sweep stopped half-way holds a balanced comparison, not one arm.
+    configs = [dataclasses.replace(cfg, seed=seed) for seed in seeds for cfg in conditions]
     return Sweep(**{**sweep.__dict__, "configs": configs})
 
 

@@ -54,6 +54,20 @@ def accumulator_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+def distinct(arrays: list) -> tuple[list, list[int]]:
+    """(the distinct arrays, each array's place among them): equal arrays are kept once."""
+    bank, rows = [], []
+    for a in arrays:
+        for u, b in enumerate(bank):
+            if b is a or (b.shape == a.shape and b.dtype == a.dtype and np.array_equal(b, a)):
+                rows.append(u)
+                break
+        else:
+            bank.append(a)
+            rows.append(len(bank) - 1)
+    return bank, rows
+
+
 def shift_batch(x: torch.Tensor, k: int, gen: torch.Generator, background: float) -> torch.Tensor:
     """Shift each image by its own random offset of up to k pixels, filling with background."""
     b, c, h, w = x.shape
@@ -105,11 +119,18 @@ class _Loop:
         layout = input_layout(self.cfg, device, len(cfgs), in_shape)
         self.held_out = len(datas[0].out_index) > 0  # runs on a subset (all alike: they share `subset`)
 
-        def put(name: str) -> torch.Tensor:
-            ts = [torch.from_numpy(np.ascontiguousarray(getattr(d, name))).to(device) for d in datas]
+        def put(arrays: list) -> torch.Tensor:
+            ts = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
             return torch.stack([t.contiguous(memory_format=layout) if t.dim() == 4 else t for t in ts])
 
-        self.t = {f"{xy}_{s}": put(f"{xy}_{s}") for s in SPLITS if s != "out" or self.held_out for xy in "xy"}
+        splits = [s for s in SPLITS if s != "out" or self.held_out]
+        self.t = {f"y_{s}": put([getattr(d, f"y_{s}") for d in datas]) for s in splits}
+        # Images are held once per distinct set, not once per run: the runs of a group usually share their
+        # images and differ in labels and order. xrow[split][j] is run j's row of self.t["x_" + split].
+        self.xrow = {}
+        for s in splits:
+            bank, self.xrow[s] = distinct([getattr(d, f"x_{s}") for d in datas])
+            self.t[f"x_{s}"] = put(bank)
         self.t["changed"] = torch.stack([torch.from_numpy(d.changed[d.fit_index]) for d in datas]).to(device)
         self.n_fit = self.t["x_fit"].shape[1]
         self.background = float(datas[0].x_fit.min()) if self.n_fit else 0.0
@@ -125,15 +146,17 @@ class _Loop:
         """(loss, acc, pred (len(rows), N)) of the members at these rows, in eval mode and large batches."""
         x, y = self.t["x_" + split], self.t["y_" + split]
         data_rows = [self.live[r].index for r in rows]
-        if data_rows != list(range(len(x))):
-            at = torch.tensor(data_rows, device=self.device)
-            x, y = x[at], y[at]
+        if data_rows != list(range(len(y))):
+            y = y[torch.tensor(data_rows, device=self.device)]
+        x_rows = [self.xrow[split][j] for j in data_rows]
+        at = None if x_rows == list(range(len(x))) else torch.tensor(x_rows, device=self.device)
         view = self.members.select(rows)
         view.train(False)
         total = torch.zeros(len(rows), dtype=self.acc_dtype, device=self.device)
         preds = []
         for i in range(0, x.shape[1], EVAL_BATCH):
-            out = view.forward(x[:, i:i + EVAL_BATCH])  # (r, b, classes)
+            xb = x[:, i:i + EVAL_BATCH]
+            out = view.forward(xb if at is None else xb.index_select(0, at))  # (r, b, classes)
             total += view.loss_sums(out, y[:, i:i + EVAL_BATCH]).to(self.acc_dtype)
             preds.append(out.argmax(-1))
         self.members.train(True)
@@ -146,9 +169,8 @@ class _Loop:
     def example_losses(self, r: int):
         """(n_fit,) float64: -ln p(given label | image) of every training example for the member at row r, eval
         mode, the exact cross-entropy whatever the training loss (the memorised bits are measured in it)."""
-        x, y = self.t["x_fit"], self.t["y_fit"]
-        if len(self.live) > 1:
-            x, y = x[r:r + 1], y[r:r + 1]
+        j = self.live[r].index
+        x, y = self.t["x_fit"][self.xrow["fit"][j]][None], self.t["y_fit"][j][None]
         view = self.members.select([r])
         view.train(False)
         parts = []
@@ -166,7 +188,8 @@ class _Loop:
             torch.cuda.synchronize(self.device)
         t0 = time.perf_counter()
         perms = torch.stack([torch.randperm(n_fit, generator=run.order) for run in self.live]).to(self.device)
-        rows = torch.tensor([run.index for run in self.live], device=self.device)[:, None]  # their data rows
+        rows = torch.tensor([run.index for run in self.live], device=self.device)[:, None]  # their label rows
+        x_rows = torch.tensor([self.xrow["fit"][run.index] for run in self.live], device=self.device)[:, None]
         loss_sum = torch.zeros(L, device=self.device)
         correct = torch.zeros(L, device=self.device, dtype=torch.long)
         hist = torch.zeros(L, self.classes, device=self.device, dtype=torch.long)
@@ -175,7 +198,7 @@ class _Loop:
             self.recorder.start_epoch(L)
         for i in (progress(starts) if progress else starts):
             idx = perms[:, i:i + bs]  # (L, B)
-            xb, yb = take(x_fit, rows, idx), take(y_fit, rows, idx)  # (L, B, C, H, W), (L, B): x_fit[rows, idx]
+            xb, yb = take(x_fit, x_rows, idx), take(y_fit, rows, idx)  # (L, B, C, H, W), (L, B): x_fit[rows, idx]
             if cfg.augment_shift:
                 xb = shift_batch(xb.flatten(0, 1), cfg.augment_shift, self.aug_gen, self.background).unflatten(
                     0, idx.shape)
@@ -229,7 +252,8 @@ class _Loop:
             if r in full:
                 rec.train_loss_full, rec.train_acc_full, rec.corrupt_acc, rec.clean_acc = full[r]
             if run.stopper.plateau(rec):
-                rec.dead_share, rec.dead_layer, rec.logit_spread = self.members.diagnose(r, self.t["x_fit"][run.index])
+                rec.dead_share, rec.dead_layer, rec.logit_spread = self.members.diagnose(
+                    r, self.t["x_fit"][self.xrow["fit"][run.index]])
             run.history.append(rec)
             if on_epoch:
                 on_epoch(run.index, rec)
