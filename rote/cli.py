@@ -255,6 +255,17 @@ def _resumed_config(args) -> RunConfig:
         raise RoteError(f"cannot read the settings in {d / CONFIG} ({e}); start a new run instead") from None
 
 
+def _step_macs(cfg: RunConfig, data_dir):
+    """The run's step size for rote.threads' default, or None when its data cannot be read yet (the run
+    itself then says what is wrong, in one line)."""
+    from rote.experiments.plan import dataset_shape, step_macs
+
+    try:
+        return step_macs([cfg], {cfg.dataset: dataset_shape(cfg.dataset, data_dir)})
+    except RoteError:
+        return None
+
+
 def cmd_run(args) -> int:
     from rote.experiments.run import RunInterrupted, run
 
@@ -274,7 +285,7 @@ def cmd_run(args) -> int:
     from rote.threads import use_threads
 
     warning = []
-    use_threads(args.threads, warn=warning.append)
+    use_threads(args.threads, warn=warning.append, step_macs=_step_macs(cfg, args.data_dir))
 
     def log_run(line: str) -> None:  # the oversubscription warning once the run has passed its checks
         if line.startswith("rote ") and warning:

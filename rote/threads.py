@@ -118,9 +118,22 @@ def choose_threads(jobs: int = 1, cores: Optional[int] = None, busy: Optional[fl
     return max(1, free_cores(cores, busy) // max(1, jobs))
 
 
-def default_threads(jobs: int = 1, cores: Optional[int] = None) -> int:
-    """Threads for each of ``jobs`` processes by default: the usable cores shared out, at least 1 each. It
-    does not depend on the load, so that a run repeats bit for bit on the same machine."""
+# Below this many multiply-adds per training step (forward), a model of dense layers runs faster on one
+# thread than on two: its operations are too small to split, and the threads' hand-offs cost more than
+# they save. Measured on a 2-core AVX2 machine (benchmarks/threads.py, docs/benchmark-threads.txt):
+# mlp:16 alone (0.4 M) 1.95x slower on 2 threads, mlp:128 (3.3 M) 1.39x, a group of 8 mlp:16 (3.3 M)
+# 1.11x, 32 of them (13 M) 1.00x, mlp:512 (13 M) 0.76x. Convolutions gained from 2 threads at every size
+# measured (cnn:2 0.96x), so they keep the default.
+SMALL_STEP_MACS = 10_000_000
+
+
+def default_threads(jobs: int = 1, cores: Optional[int] = None, step_macs: Optional[int] = None) -> int:
+    """Threads for each of ``jobs`` processes by default: the usable cores shared out, at least 1 each, and
+    1 for a dense model whose step is smaller than SMALL_STEP_MACS (``step_macs``:
+    rote.models.dense_step_macs; None for any other model). It does not depend on the load, so that a run
+    repeats bit for bit on the same machine."""
+    if step_macs is not None and step_macs < SMALL_STEP_MACS:
+        return 1
     return max(1, (usable_cores() if cores is None else cores) // max(1, jobs))
 
 
@@ -138,13 +151,15 @@ def oversubscribed(threads: int, jobs: int = 1, cores: Optional[int] = None, bus
             f"busy and rote runs {what}; training will be slower{hint}")
 
 
-def use_threads(threads: Optional[int] = None, jobs: int = 1, warn=lambda s: print(s, file=sys.stderr)) -> int:
-    """Set this process's torch threads (``threads``, else chosen as above for one of ``jobs`` processes),
-    warn in one line if the machine is oversubscribed, and return the threads each process should use."""
+def use_threads(threads: Optional[int] = None, jobs: int = 1, warn=lambda s: print(s, file=sys.stderr),
+                step_macs: Optional[int] = None) -> int:
+    """Set this process's torch threads (``threads``, else chosen as above for one of ``jobs`` processes
+    training steps of ``step_macs``), warn in one line if the machine is oversubscribed, and return the
+    threads each process should use."""
     import torch
 
     cores, busy = usable_cores(), busy_cores()
-    n = threads or default_threads(jobs, cores)
+    n = threads or default_threads(jobs, cores, step_macs)
     torch.set_num_threads(n)
     line = oversubscribed(n, jobs, cores, busy)
     if line:

@@ -83,3 +83,29 @@ def test_threads_flag_is_not_a_run_setting(capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["sweep", "x.yaml", "--threads", "0"])
     assert e.value.code == 2
+
+
+def test_tiny_dense_models_default_to_one_thread_and_the_rest_to_the_cores():
+    from rote.models import dense_step_macs
+    from rote.threads import SMALL_STEP_MACS
+
+    mlp16 = dense_step_macs("mlp:16", (1, 28, 28), 10, batch=32)
+    assert mlp16 == (784 * 16 + 16 * 10) * 32  # the weights' multiply-adds of one forward step
+    assert dense_step_macs("mlp:16", (1, 28, 28), 10, batch=32, members=8) == 8 * mlp16
+    assert dense_step_macs("cnn:2", (1, 28, 28), 10, batch=32) is None  # convolutions keep the default
+    assert dense_step_macs("seed-cnn", (1, 28, 28), 10, batch=32) is None
+    assert default_threads(1, cores=8, step_macs=mlp16) == 1
+    assert default_threads(1, cores=8, step_macs=SMALL_STEP_MACS) == 8
+    assert default_threads(2, cores=8, step_macs=None) == 4
+
+
+def test_a_plan_s_step_is_its_largest_group_and_none_with_a_convolution():
+    from rote.config import RunConfig
+    from rote.experiments.plan import step_macs
+
+    shapes = {"mnist": (10, 60000, (1, 28, 28), 10000)}
+    mlps = [RunConfig.from_dict({"model": "mlp:16", "seed": s}) for s in range(4)]
+    one = step_macs(mlps[:1], shapes)
+    assert step_macs(mlps, shapes) == one  # trained one at a time
+    assert step_macs(mlps, shapes, group=32) == 4 * one  # at most the four of them in a group
+    assert step_macs(mlps + [RunConfig.from_dict({"model": "cnn:2"})], shapes) is None

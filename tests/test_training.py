@@ -125,3 +125,25 @@ def test_other_settings_train(mnist, over):
         assert all(r.clean_acc is not None and r.corrupt_acc is not None for r in res.history)
     if over.get("schedule") == "step":
         assert res.history[1].lr == pytest.approx(0.05 * 0.95)
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_the_optimisers_one_kernel_per_operation_update_as_one_per_tensor(name):
+    # make_optimizer asks for foreach kernels (faster for small models on a CPU): the same numbers
+    from rote.training.optim import make_optimizer
+
+    cfg = RunConfig.from_dict(dict(optimizer=name, lr=0.01, momentum=0.9, weight_decay=1e-4))
+    base = [torch.randn(20, 7, generator=torch.Generator().manual_seed(0)), torch.randn(7)]
+    out = []
+    for opt_of in (lambda ps: make_optimizer(cfg, ps),
+                   lambda ps: make_optimizer(cfg, ps).__class__(ps, **{**make_optimizer(cfg, ps).defaults,
+                                                                      "foreach": False})):
+        ps = [b.clone().requires_grad_() for b in base]
+        opt, gen = opt_of(ps), torch.Generator().manual_seed(1)
+        assert opt.defaults["foreach"] is (len(out) == 0)
+        for _ in range(30):
+            for p in ps:
+                p.grad = torch.randn(p.shape, generator=gen)
+            opt.step()
+        out.append(ps)
+    assert all(torch.equal(a, b) for a, b in zip(*out))

@@ -24,7 +24,7 @@ from rote.errors import ConfigError
 from rote.interrupt import EXIT_TERMINATED, Terminated
 from rote.experiments.grouping import group_runs
 from rote.experiments.record import CHECKPOINT
-from rote.experiments.plan import Plan, parallelism, plan  # noqa: F401  (plan: the CLI's first call)
+from rote.experiments.plan import Plan, parallelism, plan, step_macs  # noqa: F401  (plan: the CLI's first call)
 from rote.experiments.store import Store
 from rote.experiments.trainer import train_records
 
@@ -120,7 +120,7 @@ def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int]
     from rote.threads import use_threads
 
     groups, left = group_runs(p.todo, group), len(p.todo)
-    threads = use_threads(threads, jobs)
+    threads = use_threads(threads, jobs, step_macs=step_macs(p.todo, p.shapes, group))
     if jobs <= 1:
         for g in groups:
             for r in execute_group(g, str(p.store.root), data_dir, checkpoint_every=checkpoint_every):

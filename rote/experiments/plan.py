@@ -6,6 +6,7 @@ Below both the executors and the time estimate: it creates nothing and trains no
 from __future__ import annotations
 
 import functools
+from collections import Counter
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,3 +82,21 @@ def parallelism(p: Plan, jobs: Optional[int] = None, group: Optional[int] = None
 
         jobs = plan_jobs(p, group)  # measured once per machine and model kind, then cached
     return device, jobs or 1, group
+
+
+def step_macs(cfgs: list[RunConfig], shapes: dict, group: int = 1) -> Optional[int]:
+    """The largest training step, in forward multiply-adds, among these runs trained ``group`` at a time,
+    if every one is a dense model (rote.models.dense_step_macs), else None: what rote.threads needs to keep
+    tiny dense models on one thread."""
+    from rote.models import dense_step_macs
+
+    worst = 0
+    for (model, dataset, batch), n in Counter((c.model, c.dataset, c.batch_size) for c in cfgs).items():
+        if dataset not in shapes:
+            return None
+        classes, _, shape, _ = shapes[dataset]
+        macs = dense_step_macs(model, shape, classes, batch, min(n, max(1, group)))
+        if macs is None:
+            return None
+        worst = max(worst, macs)
+    return worst or None

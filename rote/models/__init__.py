@@ -18,7 +18,9 @@ from rote.errors import ConfigError
 from rote.models.registry import (  # noqa: F401  (the public names of rote.models)
     available_models, build, default_model_name, is_factory_path, load_factory, register_model,
 )
-from rote.models.checks import check_fits, check_model, meta_model, meta_parameters  # noqa: F401,E402
+from rote.models.checks import (  # noqa: F401,E402
+    check_fits, check_model, dense_step_macs, meta_model, meta_parameters,
+)
 
 def check_model_name(name: str, *, in_shape=(1, 28, 28), classes: int = 10, shape_known: bool = False) -> None:
     """Raise ConfigError unless ``name`` is a known family with a valid argument.

@@ -95,6 +95,20 @@ def meta_parameters(name: str, in_shape, classes: int) -> int | None:
         raise
 
 
+def dense_step_macs(name: str, in_shape, classes: int, batch: int, members: int = 1) -> int | None:
+    """Multiply-adds of one training step's forward pass for a model made only of dense (Linear) layers
+    (its weights x batch x members), None for any other (a convolution, a factory that cannot be built on
+    the meta device). rote.threads uses it to keep tiny dense models on one thread."""
+    try:
+        model = meta_model(name, in_shape, classes)
+    except ConfigError:
+        return None
+    weighted = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    if not weighted or any(not isinstance(m, nn.Linear) for m in weighted):
+        return None
+    return sum(m.weight.numel() for m in weighted) * batch * members
+
+
 def _one_line(e: Exception, limit: int = 300) -> str:
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"

@@ -71,5 +71,9 @@ def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
         return AdamKeras1(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
         # Keras 1 defaults: lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-8
-        return torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        # foreach: one kernel per operation over all the tensors instead of one per tensor (PyTorch picks it
+        # by itself on a GPU only); the same arithmetic element by element, and on a CPU the difference
+        # between a tiny model's step taking 0.7 ms and 0.2 ms in Adam alone (benchmarks/bench.py --tiny)
+        return torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay,
+                                foreach=True)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True)
