@@ -120,10 +120,10 @@ def choose_threads(jobs: int = 1, cores: Optional[int] = None, busy: Optional[fl
 
 # Below this many multiply-adds per training step (forward), a model of dense layers runs faster on one
 # thread than on two: its operations are too small to split, and the threads' hand-offs cost more than
-# they save. Measured on a 2-core AVX2 machine (benchmarks/threads.py, docs/benchmark-threads.txt):
-# mlp:16 alone (0.4 M) 1.95x slower on 2 threads, mlp:128 (3.3 M) 1.39x, a group of 8 mlp:16 (3.3 M)
-# 1.11x, 32 of them (13 M) 1.00x, mlp:512 (13 M) 0.76x. Convolutions gained from 2 threads at every size
-# measured (cnn:2 0.96x), so they keep the default.
+# they save. Measured on a 2-core AVX2 machine (benchmarks/threads.py, docs/benchmark-threads.txt), two
+# threads against one: mlp:16 alone (0.4 M) 1.52x slower, mlp:128 (3.3 M) 1.52x, a group of 8 mlp:16
+# (3.3 M) 1.15x; from 13 M two threads won: 32 of them 0.83x, mlp:512 0.93x. Convolutions lost at most 3%
+# on two threads (cnn:2 1.03x, 0.96x in another run) and gained with size, so they keep the default.
 SMALL_STEP_MACS = 10_000_000
 
 
