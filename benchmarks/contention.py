@@ -7,8 +7,8 @@ rote trains in a fresh process with
   before   PyTorch's defaults, rote's defaults until now: one thread per core,
            OpenMP threads that spin while they wait (OMP_WAIT_POLICY unset);
   passive  the same threads, but OpenMP threads sleep when they wait;
-  after    rote's defaults now: sleeping threads, and threads chosen from the
-           free cores (rote.threads.use_threads).
+  after    rote's defaults now: sleeping threads, the usable cores' threads,
+           and one thread for a tiny dense model (rote.threads.use_threads).
 
 Workloads: the seed protocol at a small size (the seed CNN, Adam, batch 32,
 --seed-images training images) and mlp:16, whose epoch on 54,000 images is
@@ -58,9 +58,11 @@ def worker(setting: str, workload: str, epochs: int, n_images: int) -> None:
     from rote.threads import use_threads
     from rote.training.loop import train_many
 
-    if setting == "after":
-        use_threads(None, warn=lambda s: None)
     model = "seed-cnn" if workload == "seed" else "mlp:16"
+    if setting == "after":  # as `rote run` chooses: rote.threads' default for this model's step
+        from rote.models import dense_step_macs
+
+        use_threads(None, warn=lambda s: None, step_macs=dense_step_macs(model, (1, 28, 28), 10, batch=32))
     cfg = RunConfig.from_dict({"model": model, "n_train": round(n_images / 0.9), "epochs": epochs + 1,
                                "stop_at": "none", "collapse_patience": 0, "record_examples": "false",
                                "device": "cpu"})

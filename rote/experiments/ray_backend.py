@@ -18,6 +18,7 @@ by a later sweep, begins from the keeper's latest checkpoint.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -115,7 +116,10 @@ def run_ray(plan, *, address=None, data_dir=None, retries: int = 2, group: int =
             raise RoteError(f"cannot reach a Ray cluster at {address}: {e}; start one with `ray start --head`") from None
     total_cpus = int(ray.cluster_resources().get("CPU", 1))
     cpus = max(1, min(1 if gpu else 2, total_cpus))
-    task = ray.remote(num_cpus=cpus, num_gpus=int(gpu), max_retries=retries)(train_remote)
+    # a worker's OpenMP threads sleep while they wait, as in a local sweep (rote.threads), even where Ray
+    # loaded torch before rote could set it
+    env = {"env_vars": {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}}
+    task = ray.remote(num_cpus=cpus, num_gpus=int(gpu), max_retries=retries, runtime_env=env)(train_remote)
     groups = group_runs(plan.todo, group)
     start = {}
     for g in groups:  # checkpoints an earlier sweep (local or Ray) left
