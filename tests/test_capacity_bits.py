@@ -88,3 +88,13 @@ def test_every_run_records_its_memorised_bits(tmp_path):
     assert p.result["memorized_bits_of"] == pytest.approx(p.result["memorized_bits_scored"] * math.log2(9))
     t = run(n_train=200, epochs=1, model="mlp:16", labels="true", record_examples=False, out=tmp_path / "c")
     assert t.result["memorized_bits"] is None and t.result["bits_per_parameter"] is None
+
+
+def test_bits_from_a_mean_loss_is_the_saving_over_the_label_entropy():
+    import math
+
+    from rote.analysis.capacity import bits_from_mean_loss
+
+    # 100 labels of 1.5 bits each: a model at p = 1 holds all 150 bits, one at the entropy (in nats) none
+    assert bits_from_mean_loss(100, 0.0, 1.5) == pytest.approx(150.0)
+    assert bits_from_mean_loss(100, 1.5 * math.log(2), 1.5) == pytest.approx(0.0, abs=1e-9)

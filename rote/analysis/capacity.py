@@ -48,6 +48,13 @@ class MemorisedBits:
     scope: str  # "all" or "changed"
 
 
+def bits_from_mean_loss(n_fit: int, loss_nats: float, entropy_bits: float) -> float:
+    """Memorised bits of ``n_fit`` labels of entropy ``entropy_bits`` each from the mean exact cross-entropy
+    over them (nats): what the model saves against the best code that ignores the images,
+    n_fit * H - sum_i -log2 p(y_i | x_i), with the sum taken from the mean."""
+    return float(n_fit * (entropy_bits - loss_nats / LN2))
+
+
 def label_entropy_bits(labels: np.ndarray, classes: int) -> float:
     """Entropy in bits of the empirical distribution of ``labels`` over ``classes``."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=classes).astype(np.float64)

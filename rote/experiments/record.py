@@ -779,7 +779,7 @@ def _bits_from_mean_loss(result: dict, config: dict, run_dir: Path) -> dict:
     mean exact cross-entropy over the training part at the end (result.json's train_loss) and the given
     labels' marginal (labels.npy). Keras 1's clipped loss differs from the exact one only where a
     probability is below 1e-7; such records are left without bits rather than approximated."""
-    from rote.analysis.capacity import LN2, label_entropy_bits
+    from rote.analysis.capacity import bits_from_mean_loss, label_entropy_bits
 
     kind = str(config.get("labels", "")).split(":")[0]
     loss, n_fit, params = result.get("train_loss"), result.get("n_fit"), result.get("parameters")
@@ -797,7 +797,7 @@ def _bits_from_mean_loss(result: dict, config: dict, run_dir: Path) -> dict:
         h = label_entropy_bits(given, int(given.max()) + 1) if len(given) == n_fit else None
     if h is None:
         return {}
-    bits = n_fit * h - n_fit * float(loss) / LN2
+    bits = bits_from_mean_loss(n_fit, float(loss), h)
     return {"memorized_bits": bits, "bits_per_parameter": bits / params if isinstance(params, int) and params else
             None, "memorized_bits_of": n_fit * h, "memorized_bits_scored": n_fit, "memorized_bits_scope": "all"}
 

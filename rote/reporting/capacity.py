@@ -25,10 +25,10 @@ import numpy as np
 
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from rote.analysis.capacity import bits_from_mean_loss
 from rote.reporting.figures import Skip, _jitter_log, figure
 from rote.reporting.style import condition_color, legend, subplots
 
-LN2 = math.log(2.0)
 RISE_WINDOW = 0.2  # the last fifth of the epochs
 RISE_TOLERANCE = 0.01  # may add at most 1% of the final bits
 # published capacities to compare with, in bits per parameter
@@ -38,7 +38,7 @@ COLLINS = 5.0  # Collins, Sohl-Dickstein and Sussillo, ICLR 2017, RNNs after ext
 
 def bits_from_loss(n_fit: int, loss_nats: float, classes: int = 10) -> float:
     """Memorised bits of n_fit uniform random labels over ``classes`` at a mean eval-mode loss of ``loss_nats``."""
-    return float(n_fit * (math.log2(classes) - loss_nats / LN2))
+    return bits_from_mean_loss(n_fit, loss_nats, math.log2(classes))
 
 
 def still_rising(epochs: Sequence[float], bits: Sequence[float]) -> bool:
