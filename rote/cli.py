@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the model's state_dict)")
     _add_checkpoint_flag(r)
     r.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: the cores this "
-                   "process may use); changes the speed, and for convolutions the last bits of the numbers: give "
+                   "process may use, one for a dense model under 10 M multiply-adds a step); changes the speed, and for convolutions the last bits of the numbers: give "
                    "the same value to rerun a run bit for bit on another machine")
     _add_run_flags(r)
 
@@ -198,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default on a CPU: 1 or one per core, whichever measured faster here; one on a GPU)")
     sw.add_argument("--group", type=positive_int, default=None, help="train up to K compatible runs at once as one "
                     "batched model (default: 1 on CPU, where it does not pay; 32 on a GPU)")
-    sw.add_argument("--threads", type=positive_int, default=None, help="CPU threads per process (default: the free "
-                    "cores shared out among the processes); changes the speed, and for convolutions the last bits")
+    sw.add_argument("--threads", type=positive_int, default=None, help="CPU threads per process (default: the "
+                    "cores this process may use shared out among the processes, one for dense models under 10 M "
+                    "multiply-adds a step); changes the speed, and for convolutions the last bits")
     sw.add_argument("--measure-packing", action="store_true", help="measure again whether one process with every "
                     "core's thread or one single-threaded process per core is faster here (the default --jobs; "
                     "measured once per machine and model, then cached)")
