@@ -150,13 +150,18 @@ class _Loop:
             y = y[torch.tensor(data_rows, device=self.device)]
         x_rows = [self.xrow[split][j] for j in data_rows]
         at = None if x_rows == list(range(len(x))) else torch.tensor(x_rows, device=self.device)
+        shared = at is not None and len(set(x_rows)) == 1  # every member reads the same images: a view, no copy
         view = self.members.select(rows)
         view.train(False)
         total = torch.zeros(len(rows), dtype=self.acc_dtype, device=self.device)
         preds = []
         for i in range(0, x.shape[1], EVAL_BATCH):
             xb = x[:, i:i + EVAL_BATCH]
-            out = view.forward(xb if at is None else xb.index_select(0, at))  # (r, b, classes)
+            if shared:
+                xb = xb[x_rows[0]:x_rows[0] + 1].expand(len(rows), *xb.shape[1:])
+            elif at is not None:
+                xb = xb.index_select(0, at)
+            out = view.forward(xb)  # (r, b, classes)
             total += view.loss_sums(out, y[:, i:i + EVAL_BATCH]).to(self.acc_dtype)
             preds.append(out.argmax(-1))
         self.members.train(True)
