@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--jobs", type=positive_int, default=None, help="runs at once in local processes "
                     "(default on a CPU: 1 or one per core, whichever measured faster here; one on a GPU)")
     sw.add_argument("--group", type=positive_int, default=None, help="train up to K compatible runs at once as one "
-                    "batched model (default: 1 on CPU, where it does not pay; 32 on a GPU)")
+                    "batched model, equal to the runs one by one to float rounding (default: 32 on a GPU; 1 on a CPU, where "
+                    "it pays only for tiny dense models: 9-15x for mlp:16 at K = 32-128, benchmarks/bench.py --tiny)")
     sw.add_argument("--threads", type=positive_int, default=None, help="CPU threads per process (default: the "
                     "cores this process may use shared out among the processes, one for dense models under 10 M "
                     "multiply-adds a step); changes the speed, and for convolutions the last bits")
