@@ -576,6 +576,8 @@ def memorise_vs_n(data: SweepData):
            if (e := fit_epoch(r)[0]) is not None and _steps_per_epoch(r)]
     if len({p[0] for p in pts}) < 2:
         raise Skip("needs memorised runs at two or more values of n_train")
+    dead = [(x, r.epochs_or_budget, r.epochs_or_budget * _steps_per_epoch(r)) for x, c in items for r in c.runs
+            if r.outcome == "collapsed" and _steps_per_epoch(r)]
     fig, axes = subplots(ncols=3, width=3.3, height=3.1)
     ns = sorted({x for x, _ in items})
     grid = np.geomspace(min(ns), max(ns), 50)
@@ -585,6 +587,10 @@ def memorise_vs_n(data: SweepData):
         ys = np.array([p[col] for p in pts], dtype=float)
         ax.scatter([_jitter_log(x, j % 3, 3) for j, x in enumerate(xs)], ys, s=16, color=OUTCOME_COLORS["memorized"],
                    alpha=0.7, lw=0, zorder=3, label="a run that memorised")
+        if dead:  # the other clock: when each dead network was found, in the same units
+            ax.scatter([_jitter_log(x, j % 3, 3) for j, (x, *_) in enumerate(dead)], [d[col] for d in dead], s=22,
+                       marker="x", color=OUTCOME_COLORS["collapsed"], lw=1.1, zorder=3,
+                       label="a run that died (when found dead)")
         fit = fit_power_law(xs, ys)
         fits.append((what, fit))
         pred = np.array([fit.predict(g) for g in grid])
@@ -598,7 +604,7 @@ def memorise_vs_n(data: SweepData):
         ax.set_xlabel("training images N")
         ax.set_ylabel(f"{what} to memorise")
         ax.set_title(f"{what.capitalize()} to memorise")
-        legend(ax, fontsize=7, outside=False, inside_max=3)
+        legend(ax, fontsize=7, outside=False, inside_max=4)
     ax = axes[2]
     for o, dx in (("memorized", -0.02), ("collapsed", 0.02)):
         xs, fr, lo, hi = [], [], [], []
@@ -628,7 +634,7 @@ def memorise_vs_n(data: SweepData):
     caption = (f"Left and middle: epochs and optimiser steps until the whole training part is fitted, one dot per "
                f"run that memorised ({len(pts)} runs at {len(ns)} sizes), with a least-squares power law in "
                f"log-log and its 95% bootstrap interval over runs: {parts}. Runs that collapsed never memorise "
-               f"and are not in the fit; right: the share of runs that memorised or collapsed at each N, with "
+               f"and are not in the fit; a cross marks the epoch (step) at which each was found dead. Right: the share of runs that memorised or collapsed at each N, with "
                f"95% Wilson intervals.")
     return fig, caption
 
