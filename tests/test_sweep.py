@@ -30,7 +30,9 @@ seeds: 2
 def test_expansion_is_grid_times_seeds():
     s = parse_sweep(TINY)
     assert len(s.configs) == 6 and s.seeds == [0, 1]
-    assert [(c.labels, c.seed) for c in s.configs][:3] == [("true", 0), ("true", 1), ("random", 0)]
+    # seed-major: every condition's first seed before any second seed (a half-done sweep is balanced)
+    assert [(c.labels, c.seed) for c in s.configs] == [("true", 0), ("random", 0), ("partial:0.5", 0),
+                                                      ("true", 1), ("random", 1), ("partial:0.5", 1)]
     assert all(c.n_train == 100 and c.model == "mlp:32" and c.stop_at is None for c in s.configs)
     assert len({c.key() for c in s.configs}) == 6
     assert parse_sweep(TINY.replace("seeds: 2", "seeds: [3, 9]")).seeds == [3, 9]
