@@ -135,12 +135,12 @@ def test_the_optimisers_one_kernel_per_operation_update_as_one_per_tensor(name):
     cfg = RunConfig.from_dict(dict(optimizer=name, lr=0.01, momentum=0.9, weight_decay=1e-4))
     base = [torch.randn(20, 7, generator=torch.Generator().manual_seed(0)), torch.randn(7)]
     out = []
-    for opt_of in (lambda ps: make_optimizer(cfg, ps),
-                   lambda ps: make_optimizer(cfg, ps).__class__(ps, **{**make_optimizer(cfg, ps).defaults,
-                                                                      "foreach": False})):
+    for foreach in (True, False):
         ps = [b.clone().requires_grad_() for b in base]
-        opt, gen = opt_of(ps), torch.Generator().manual_seed(1)
-        assert opt.defaults["foreach"] is (len(out) == 0)
+        opt, gen = make_optimizer(cfg, ps), torch.Generator().manual_seed(1)
+        assert opt.defaults["foreach"] is True
+        if not foreach:  # the same optimiser, one kernel per tensor
+            opt = type(opt)(ps, **{**opt.defaults, "foreach": False})
         for _ in range(30):
             for p in ps:
                 p.grad = torch.randn(p.shape, generator=gen)

@@ -634,8 +634,8 @@ def memorise_vs_n(data: SweepData):
     caption = (f"Left and middle: epochs and optimiser steps until the whole training part is fitted, one dot per "
                f"run that memorised ({len(pts)} runs at {len(ns)} sizes), with a least-squares power law in "
                f"log-log and its 95% bootstrap interval over runs: {parts}. Runs that collapsed never memorise "
-               f"and are not in the fit; a cross marks the epoch (step) at which each was found dead. Right: the share of runs that memorised or collapsed at each N, with "
-               f"95% Wilson intervals.")
+               f"and are not in the fit; a cross marks the epoch (step) at which each was found dead. Right: the "
+               f"share of runs that memorised or collapsed at each N, with 95% Wilson intervals.")
     return fig, caption
 
 
