@@ -319,6 +319,26 @@ def test_median_runs_only_while_every_run_runs(store, tmp_path):
     assert thick["random labels, N = 200 (median of 2)"] == [1, 2]
 
 
+def test_kept_vs_changed_draws_every_run_and_a_median_only_while_all_run(store, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    s = Store(copy)
+    rec = next(r for r in s.records() if r["config"]["labels"] == "partial:0.5" and r["config"]["n_train"] == 100)
+    lines = (rec["dir"] / "history.csv").read_text().splitlines()
+    (rec["dir"] / "history.csv").write_text("\n".join(lines[:2]) + "\n")  # this run stopped after epoch 1
+    fig, caption = FIGURES["clean_vs_corrupt"].draw(load(s))
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert set(panels) == {"P = 0.5, N = 100 (2 runs)", "P = 0.5, N = 200 (2 runs)"}
+    for title, last in (("P = 0.5, N = 100 (2 runs)", 1), ("P = 0.5, N = 200 (2 runs)", 2)):
+        ax = panels[title]
+        runs = [ln for ln in ax.get_lines() if ln.get_linewidth() < 1 and len(ln.get_xdata()) > 0]
+        medians = [ln for ln in ax.get_lines() if ln.get_linewidth() > 1.5 and len(ln.get_xdata()) > 1 - (last == 1)]
+        assert len(runs) == 4  # two runs, kept and changed labels each
+        assert sorted(max(ln.get_xdata()) for ln in runs) == sorted([1, 1, 2, 2] if last == 1 else [2, 2, 2, 2])
+        assert {max(ln.get_xdata()) for ln in medians} == {last}  # no median of the survivors past epoch 1
+    assert "ends at the bar" in caption
+
+
 def test_names_in_words():
     assert condition_in_words({"labels": "random"}) == "random labels"
     assert condition_in_words({"labels": "partial:0.2"}) == "P = 0.2"

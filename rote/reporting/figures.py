@@ -131,25 +131,6 @@ class _MeanLine:
                         elinewidth=1.5, capsize=3, zorder=4, label=label)
 
 
-def _per_epoch(data: SweepData, runs, column: str, scale: float = 1.0) -> dict[int, list]:
-    """The finite values of a history column in each epoch, over runs."""
-    per: dict = {}
-    for r in runs:
-        h = data.history(r)
-        for e, v in zip(h.get("epoch", []), h.get(column, [])):
-            if e is not None and v is not None and math.isfinite(v):
-                per.setdefault(int(e), []).append(scale * v)
-    return per
-
-
-def _mean_and_range(ax, per: dict, n_runs: int, color, alpha: float, **kw):
-    """A _per_epoch dict drawn as its mean, shaded min-max when there are several runs."""
-    ep = sorted(per)
-    ax.plot(ep, [sum(per[e]) / len(per[e]) for e in ep], color=color, lw=1.6, **kw)
-    if n_runs > 1:
-        ax.fill_between(ep, [min(per[e]) for e in ep], [max(per[e]) for e in ep], color=color, alpha=alpha, lw=0)
-
-
 def _not_fit_proxies(ax, kinds: set):
     """Legend entries for the runs that did not memorise."""
     if BUDGET_SPENT in kinds:
@@ -527,31 +508,51 @@ def clean_vs_corrupt(data: SweepData):
     conds = [c for c in data.conditions if _label_kind(c.settings.get("labels", "")) in ("partial", "flip")]
     if not conds:
         raise Skip("needs runs with partial:P or flip:P labels")
-    have = [c for c in conds if any(all(any(v is not None for v in data.history(r).get(col, []))
-                                        for col in ("clean_acc", "corrupt_acc")) for r in c.runs)]
+
+    def series(r, col):
+        h = data.history(r)
+        return {int(e): 100 * v for e, v in zip(h.get("epoch", []), h.get(col, []))
+                if e is not None and v is not None and math.isfinite(v)}
+
+    have = [(c, [(r, series(r, "clean_acc"), series(r, "corrupt_acc")) for r in c.runs]) for c in conds]
+    have = [(c, [t for t in runs if t[1] and t[2]]) for c, runs in have]
+    have = [(c, runs) for c, runs in have if runs]
     if not have:
         raise Skip("no partial/flip run evaluated its full training part "
                    "(run with eval_every 1 to record clean_acc and corrupt_acc)")
-    fig, (ax,) = subplots(width=5.0 if len(have) > 3 else 4.4, height=3.2)
-    for c in have:
+    fig, axes = _panels(len(have), width=3.0, height=2.7, per_row=3)
+    stopped_early = False
+    for ax, (c, runs) in zip(axes, have):
         color = condition_color(c.index)
-        for col, ls in (("clean_acc", "-"), ("corrupt_acc", "--")):
-            per = _per_epoch(data, c.runs, col, scale=100)
-            if per:
-                _mean_and_range(ax, per, len(c.runs), color, alpha=0.15, ls=ls, marker="o" if len(per) < 12 else None,
-                                ms=3, label=c.label if col == "clean_acc" else None)
-    ax.plot([], [], color="0.3", ls="-", label="kept labels (clean)")
-    ax.plot([], [], color="0.3", ls="--", label="changed labels (corrupted)")
-    ax.set_ylim(0, 101)
-    ax.set_xlim(left=0)
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("training accuracy on its labels (%)")
-    ax.set_title("Kept vs changed labels")
-    legend(ax, fontsize=7.5)
+        for col, ls in ((1, "-"), (2, "--")):
+            for t in runs:  # every run, to its own end: a mean over the runs still going would be a curve no run had
+                ep = sorted(t[col])
+                ax.plot(ep, [t[col][e] for e in ep], color=color, lw=0.7, ls=ls, alpha=0.45)
+                if t[0].outcome in ("collapsed", "diverged"):
+                    ax.plot([ep[-1]], [t[col][ep[-1]]], color=color, marker="x", ms=5, mew=1.2, ls="none")
+            if len(runs) > 1:
+                ep, med = median_while_all_running([t[col] for t in runs])
+                if ep:
+                    ax.plot(ep, med, color=color, lw=1.9, ls=ls)
+                    if ep[-1] < max(max(t[col]) for t in runs):
+                        stopped_early = True
+                        ax.plot([ep[-1]], [med[-1]], color=color, marker="|", ms=9, mew=1.9, ls="none")
+        ax.set_title(f"{c.label} ({len(runs)} run{'s' if len(runs) > 1 else ''})", fontsize=9)
+        ax.set_ylim(0, 101)
+        ax.set_xlim(left=0)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("training accuracy (%)")
+    axes[0].plot([], [], color="0.3", ls="-", label="kept labels")
+    axes[0].plot([], [], color="0.3", ls="--", label="changed labels")
+    legend(axes[0], fontsize=7.5)
+    fig.suptitle("Kept vs changed labels", fontsize=11)
     caption = ("Accuracy against the training labels, on the examples whose label was kept (solid) and on those "
                "whose label was changed (dashed), evaluated on the whole training part in eval mode after each "
-               "epoch: mean over seeds, shaded min-max.")
+               "epoch, one panel per condition: thin lines are single runs, each to the epoch it stopped (crosses: "
+               "collapsed); the thick line is the median over all the condition's runs"
+               + (", drawn only while every run is still going (it ends at the bar)" if stopped_early else "")
+               + ".")
     return fig, caption
 
 
