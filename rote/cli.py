@@ -228,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("sweep_dir", type=Path, help="the sweep's store directory (e.g. sweeps/corruption)"
                        + (", or a run directory (from `rote run`)" if name == "plot" else ""))
         c.add_argument("--out", type=Path, default=None, help="where to write (default: inside the store)")
+        c.add_argument("--where", action="append", default=[], metavar="SETTING=VALUE",
+                       help="only the runs with this setting, as the table prints it (e.g. --where optimizer=adam "
+                       "for one arm of a comparison); repeat for several; needs --out, so that the store's own "
+                       "files stay those of all its runs")
 
     m = sub.add_parser("models", help="list the registered models and their parameter counts",
                        description="List the registered models with their parameter counts on a dataset's image "
@@ -503,8 +507,17 @@ def _store(args):
     store = Store(args.sweep_dir)
     if not store.done_keys():
         raise RoteError(f"{args.sweep_dir} holds no finished runs; run `rote sweep FILE --out {args.sweep_dir}` first")
+    if args.where and args.out is None:
+        raise RoteError(f"--where draws from some of the runs only; give --out DIR for what it writes, so that "
+                        f"the files in {args.sweep_dir} stay those of all its runs")
     _check_writable(args.out or args.sweep_dir)
     return store
+
+
+def _where(args) -> dict:
+    from rote.reporting.results import parse_where
+
+    return parse_where(args.where)
 
 
 def _check_writable(out: Path) -> None:
@@ -534,7 +547,7 @@ def _write_error(e: OSError, args) -> str | None:
 def cmd_table(args) -> int:
     from rote.reporting.table import write_table
 
-    text, paths = write_table(_store(args), args.out or args.sweep_dir)
+    text, paths = write_table(_store(args), args.out or args.sweep_dir, where=_where(args))
     print(text)
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
@@ -545,6 +558,8 @@ def cmd_plot(args) -> int:
 
     d = args.sweep_dir
     if (d / CONFIG).is_file():  # one run: redraw its curves
+        if args.where:
+            raise RoteError(f"{d} is one run's directory; --where chooses runs of a sweep's store")
         if not (d / HISTORY).is_file():
             raise RoteError(f"{d} has {CONFIG} but no {HISTORY}; a run directory from `rote run` has both")
         from rote.reporting.curves import plot_run
@@ -561,7 +576,7 @@ def cmd_plot(args) -> int:
         from rote.reporting.curves import plot_run
         paths = plot_run(args.sweep_dir, log=print)
     else:
-        paths = plot_sweep(_store(args), args.out or args.sweep_dir / "figures")
+        paths = plot_sweep(_store(args), args.out or args.sweep_dir / "figures", where=_where(args))
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -578,7 +593,7 @@ def _plot_run_to(run_dir: Path, out: Path) -> list[Path]:
 def cmd_report(args) -> int:
     from rote.reporting.report import write_report
 
-    path = write_report(_store(args), args.out or args.sweep_dir / "report.html")
+    path = write_report(_store(args), args.out or args.sweep_dir / "report.html", where=_where(args))
     print(f"written: {path}")
     return 0
 

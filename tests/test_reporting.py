@@ -339,6 +339,40 @@ def test_kept_vs_changed_draws_every_run_and_a_median_only_while_all_run(store, 
     assert "ends at the bar" in caption
 
 
+def test_where_keeps_only_the_matching_runs_in_tables_figures_and_their_errors(store, tmp_path, capsys):
+    from rote.cli import main
+    from rote.errors import ConfigError
+    from rote.reporting.results import parse_where
+
+    data = load(store, parse_where(["labels=random"]))
+    assert [c.label for c in data.conditions] == ["N = 100", "N = 200"]  # labels no longer vary
+    assert {r["config"]["labels"] for r in data.records} == {"random"} and data.n_runs == 4
+    assert data.name.endswith("(labels=random)")
+    one = load(store, parse_where(["labels=partial:0.5", "n_train=200"]))
+    assert len(one.conditions) == 1 and [r["config"]["seed"] for r in one.conditions[0].runs] == [0, 1]
+    with pytest.raises(ConfigError, match="labels = partial:0.5, random, true"):
+        load(store, {"labels": "flip:0.1"})
+    for bad, words in ((["labels"], "expected SETTING=VALUE"), (["colour=red"], "not a run setting")):
+        with pytest.raises(ConfigError, match=words):
+            parse_where(bad)
+    # the command line: written under --out, the store's own summary untouched; errors are one line, exit 2
+    before = (store.root / "summary.csv").read_bytes() if (store.root / "summary.csv").exists() else None
+    capsys.readouterr()
+    assert main(["table", str(store.root), "--where", "labels=random", "--out", str(tmp_path / "t")]) == 0
+    with open(tmp_path / "t" / "summary.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 2
+    assert "(labels=random)': 4 runs in 2 conditions" in capsys.readouterr().out
+    after = (store.root / "summary.csv").read_bytes() if (store.root / "summary.csv").exists() else None
+    assert after == before
+    for args, words in ((["--where", "labels=random"], "give --out DIR"),
+                        (["--where", "labels=flip:0.1", "--out", str(tmp_path / "u")], "no finished run"),
+                        (["--where", "colour=red", "--out", str(tmp_path / "u")], "not a run setting")):
+        assert main(["plot", str(store.root), *args]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "u").exists()
+
+
 def test_names_in_words():
     assert condition_in_words({"labels": "random"}) == "random labels"
     assert condition_in_words({"labels": "partial:0.2"}) == "P = 0.2"

@@ -917,12 +917,14 @@ def draw_figures(data: SweepData, out_dir, formats=("png", "svg")) -> tuple[list
     return done, notes
 
 
-def plot_sweep(store, out_dir=None, log: Optional[Callable[[str], None]] = print) -> list[Path]:
+def plot_sweep(store, out_dir=None, log: Optional[Callable[[str], None]] = print,
+               where: Optional[dict] = None) -> list[Path]:
     """Draw the sweep's figures as PNG and SVG into out_dir (default: SWEEP_DIR/figures); return their paths.
 
-    A figure the data cannot support is skipped, and `log` is told why.
+    A figure the data cannot support is skipped, and `log` is told why. where: {setting: value} draws only
+    the matching runs (see results.load).
     """
-    data = load(store)
+    data = load(store, where)
     figs, notes = draw_figures(data, out_dir if out_dir is not None else data.store.root / "figures")
     if log is not None:
         for n in notes:

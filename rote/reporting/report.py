@@ -188,9 +188,12 @@ def render(data: SweepData, figures, notes) -> str:
     return "\n".join(parts)
 
 
-def write_report(store, out_path: Optional[Path] = None) -> Path:
-    """Write the sweep's report as one self-contained HTML file (default: SWEEP_DIR/report.html)."""
-    data = load(store)
+def write_report(store, out_path: Optional[Path] = None, where: Optional[dict] = None) -> Path:
+    """Write the sweep's report as one self-contained HTML file (default: SWEEP_DIR/report.html).
+
+    where: {setting: value} reports only the matching runs (see results.load).
+    """
+    data = load(store, where)
     out = Path(out_path) if out_path is not None else data.store.root / "report.html"
     if out.is_dir():
         out = out / "report.html"

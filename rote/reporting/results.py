@@ -283,14 +283,43 @@ def _sort_key(v):
     return (1, 0.0, fmt_value(v))
 
 
-def load(store) -> SweepData:
-    """Group the records of a store (a Store or its directory) into conditions, in the sweep's order."""
+def parse_where(items) -> dict:
+    """['optimizer=adam', 'n_train=3000'] -> {'optimizer': 'adam', 'n_train': '3000'}; ConfigError if malformed."""
+    where: dict = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key or not value.strip():
+            raise ConfigError(f"--where {item!r}: expected SETTING=VALUE, e.g. --where optimizer=adam")
+        if key not in CONFIG_FIELDS:
+            raise ConfigError(f"--where {item!r}: {key!r} is not a run setting; the settings are listed in "
+                              f"docs/settings.md (e.g. labels, n_train, optimizer, model)")
+        where[key] = value.strip()
+    return where
+
+
+def select(records: list, where: dict, place) -> list:
+    """The records whose settings match every SETTING=VALUE of where (values compared as the table prints them)."""
+    for key, want in where.items():
+        have = {fmt_value(r["config"].get(key)) for r in records}
+        records = [r for r in records if fmt_value(r["config"].get(key)) == want]
+        if not records:
+            raise ConfigError(f"no finished run in {place} has {key}={want}"
+                              + (f"; the runs there have {key} = {', '.join(sorted(have))}" if have else ""))
+    return records
+
+
+def load(store, where: Optional[dict] = None) -> SweepData:
+    """Group the records of a store (a Store or its directory) into conditions, in the sweep's order.
+
+    where: {setting: value} keeps only the runs with those settings (e.g. one arm of a comparison).
+    """
     store = store if isinstance(store, Store) else Store(Path(store))
     try:
         sweep = load_sweep(store.root / "sweep.yaml")
     except ConfigError:  # absent or unreadable: conditions by value
         sweep = None
-    records = list(store.records())
+    records = select(list(store.records()), where or {}, store.root)
     # the sweep's own fields and order of conditions (cases x grid), normalised through RunConfig
     # (YAML reads `labels: true` as a boolean; the configs hold the string)
     sweep_fields: list[str] = []
@@ -329,6 +358,8 @@ def load(store) -> SweepData:
         c.index = i
         c.runs.sort(key=lambda r: r.seed)
     name = sweep.name if sweep is not None else store.root.name
+    if where:  # the name says which runs were kept, wherever it is printed
+        name += " (" + ", ".join(f"{k}={v}" for k, v in where.items()) + ")"
     return SweepData(store=store, sweep=sweep, records=records, conditions=conditions, varying=varying, name=name)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Optional
 
 from rote.atomic import write_atomic
 from rote.experiments.record import BUDGET_SPENT, DIVERGED
@@ -131,9 +132,12 @@ def format_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def write_table(store, out_dir=None) -> tuple[str, list[Path]]:
-    """Print-ready text table; writes summary.csv and summary.md to out_dir (default: the store)."""
-    data = load(store)
+def write_table(store, out_dir=None, where: Optional[dict] = None) -> tuple[str, list[Path]]:
+    """Print-ready text table; writes summary.csv and summary.md to out_dir (default: the store).
+
+    where: {setting: value} summarises only the matching runs (see results.load).
+    """
+    data = load(store, where)
     rows = summary_rows(data)
     out_dir = Path(out_dir) if out_dir is not None else data.store.root
     title = f"sweep '{data.name}': {data.n_runs} runs in {len(data.conditions)} conditions"
