@@ -301,11 +301,12 @@ def parse_where(items) -> dict:
 def select(records: list, where: dict, place) -> list:
     """The records whose settings match every SETTING=VALUE of where (values compared as the table prints them)."""
     for key, want in where.items():
-        have = {fmt_value(r["config"].get(key)) for r in records}
+        have = {_freeze(r["config"].get(key)) for r in records}
         records = [r for r in records if fmt_value(r["config"].get(key)) == want]
         if not records:
+            values = ", ".join(fmt_value(v) for v in sorted(have, key=_sort_key))
             raise ConfigError(f"no finished run in {place} has {key}={want}"
-                              + (f"; the runs there have {key} = {', '.join(sorted(have))}" if have else ""))
+                              + (f"; the runs there have {key} = {values}" if have else ""))
     return records
 
 
