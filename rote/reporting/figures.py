@@ -141,14 +141,16 @@ def _not_fit_proxies(ax, kinds: set):
 
 
 def _draw_fit(ax, series, jitter, *, scale=None, mean_label="median (cumulative incidence), 95% interval",
-              counts: bool = True) -> set:
+              counts: bool = True, connect: bool = True) -> set:
     """Epochs to memorise per condition: dots per run, the median of the cumulative incidence of
     memorisation with its 95% interval.
 
     Runs whose budget ran out are censored at the epochs they ran (drawn hollow); collapsed / diverged
     ones (drawn x) are competing events: they never memorise; a median never reached is drawn as an open triangle at the
     longest budget. counts: write 'k/n' (runs memorised of runs) above each condition.
-    scale: per-series divisor (relative plots) or None. Returns the outcomes of runs drawn hollow.
+    scale: per-series divisor (relative plots) or None. connect: join the medians of neighbouring
+    conditions (on a numeric axis); a line never crosses a condition whose median was not reached.
+    Returns the outcomes of runs drawn hollow.
     """
     missed: set = set()
     ns = len(series)
@@ -158,6 +160,7 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="median (cumulative 
         if div is None:
             continue
         mx, my, mlo, mhi, nr_x, nr_y = [], [], [], [], [], []
+        segments: list = [[]]  # runs of neighbouring conditions whose median was reached
         for x, c in items:
             n = len(c.runs)
             top = 0.0
@@ -186,7 +189,9 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="median (cumulative 
                 hi = km.median_high if km.median_high is not None else max(memorisation_events(c.runs)[0])
                 mlo.append(km.median / div - lo / div)
                 mhi.append(hi / div - km.median / div)
+                segments[-1].append((x, km.median / div))
             else:
+                segments.append([])
                 nr_x.append(x)
                 nr_y.append(max(memorisation_events(c.runs)[0] or [0]) / div)
             if counts:
@@ -194,8 +199,11 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="median (cumulative 
                 ax.annotate(f"{k}/{n}", (x, top), textcoords="offset points", xytext=(0, 5 + 9 * si), ha="center",
                             va="bottom", fontsize=7, color=color)
         if mx:
-            ax.errorbar(mx, my, yerr=[mlo, mhi], color=color, marker="o", ms=5, lw=1.5, capsize=3, zorder=4,
-                        label=label or mean_label)
+            ax.errorbar(mx, my, yerr=[mlo, mhi], color=color, marker="o", ms=5, ls="none", elinewidth=1.5,
+                        capsize=3, zorder=4, label=label or mean_label)
+            for seg in segments if connect else ():
+                if len(seg) > 1:
+                    ax.plot([x for x, _ in seg], [y for _, y in seg], color=color, lw=1.5, zorder=4)
         if nr_x:
             ax.scatter(nr_x, nr_y, marker="^", s=42, facecolors="white", edgecolors=color, lw=1.4, zorder=5)
         if not mx and label:
@@ -210,8 +218,9 @@ def _median_not_reached_proxy(ax):
 
 def _budget_line(ax, conditions):
     budgets = {c.settings.get("epochs") for c in conditions}
-    all_fit = all(r.memorized for c in conditions for r in c.runs)
-    if len(budgets) == 1 and not all_fit:  # a far-off budget line only squashes the data
+    # only where some run's budget ran out: otherwise a far-off budget line only squashes the data
+    censored = any(r.outcome == BUDGET_SPENT for c in conditions for r in c.runs)
+    if len(budgets) == 1 and censored:
         b = budgets.pop()
         ax.axhline(b, color="0.5", ls=":", lw=1, label=f"epoch budget ({b})", zorder=1)
 
@@ -355,7 +364,7 @@ def time_to_fit(data: SweepData):
     relative = any(b is not None for b in base)
     fig, axes = subplots(ncols=2 if relative else 1, width=3.8 if not lay.categorical else 5.2, height=3.4)
     ax = axes[0]
-    missed = _draw_fit(ax, series, jit)
+    missed = _draw_fit(ax, series, jit, connect=not lay.categorical)
     _budget_line(ax, data.conditions)
     _not_fit_proxies(ax, missed)
     _median_not_reached_proxy(ax)
@@ -369,7 +378,7 @@ def time_to_fit(data: SweepData):
         legend(ax, fontsize=7.5, outside=True)
     else:
         ax2 = axes[1]
-        _draw_fit(ax2, series, jit, scale=base, counts=False)
+        _draw_fit(ax2, series, jit, scale=base, counts=False, connect=not lay.categorical)
         ax2.axhline(1.0, color="0.5", lw=1, ls="--", label="true labels = 1")
         ax2.set_ylabel("time to memorise (true labels = 1)")
         ax2.set_ylim(bottom=0)
@@ -454,7 +463,7 @@ def capacity(data: SweepData):
     claims = []
     for si, (label, items) in enumerate(series):
         color = condition_color(si)
-        line = _MeanLine()
+        med_x, med_y = [], []
         for x, c in items:
             thresholds.add(fit_threshold(c.settings.get("stop_at")))
             accs = []
@@ -463,12 +472,17 @@ def capacity(data: SweepData):
                 if a is None:
                     continue
                 accs.append(100 * a)
-                mem = r.memorized
-                ax_acc.scatter([_jitter_log(x, j, len(c.runs))], [100 * a], s=22 if not mem else 14, zorder=3,
-                               facecolors=color if mem else "none", edgecolors=color, lw=1.0,
-                               alpha=0.6 if mem else 1.0)
-            line.add(x, accs)
-        line.draw(ax_acc, color, label or "mean ± std over seeds")
+                xj = _jitter_log(x, j, len(c.runs))
+                if r.memorized:
+                    ax_acc.scatter([xj], [100 * a], s=14, zorder=3, color=color, alpha=0.6, lw=0)
+                elif r.outcome in ("collapsed", "diverged"):
+                    ax_acc.scatter([xj], [100 * a], marker="x", s=30, zorder=3, color=color, lw=1.2)
+                else:  # its budget ran out
+                    ax_acc.scatter([xj], [100 * a], s=22, zorder=3, facecolors="none", edgecolors=color, lw=1.0)
+            if accs:  # outcomes are often two-valued (memorised or dead): a median, not a mean and std
+                med_x.append(x)
+                med_y.append(float(np.median(accs)))
+        ax_acc.plot(med_x, med_y, color=color, marker="o", ms=5, lw=1.5, zorder=4, label=label or "median over seeds")
         every = {x: all(r.memorized for r in c.runs) for x, c in items}
         all_mem, not_all = [x for x in every if every[x]], [x for x in every if not every[x]]
         claim = (f"every seed memorised up to N={int(max(all_mem))}" if all_mem else "no N had every seed memorise")
@@ -477,7 +491,6 @@ def capacity(data: SweepData):
         claims.append((f"{label}: " if label else "") + claim)
     for t in sorted(thresholds):
         ax_acc.axhline(100 * t, color="0.4", ls="-.", lw=1, label=f"memorisation threshold ({100 * t:.1f}%)")
-    ax_acc.scatter([], [], s=30, facecolors="none", edgecolors="0.3", lw=1.2, label="did not fit within budget")
     ax_acc.set_xscale("log")
     ax_acc.set_xlabel("training images N (log scale)")
     ax_acc.set_ylabel("final training accuracy (%)")
@@ -486,6 +499,8 @@ def capacity(data: SweepData):
     missed = _draw_fit(ax_ep, series, _jitter_log)
     _budget_line(ax_ep, data.conditions)
     _not_fit_proxies(ax_ep, missed)
+    if any(incidence(c.runs).median is None for c in data.conditions):
+        _median_not_reached_proxy(ax_ep)
     ax_ep.set_xscale("log")
     ax_ep.set_xlabel("training images N (log scale)")
     ax_ep.set_ylabel("epochs to memorise")
@@ -494,11 +509,12 @@ def capacity(data: SweepData):
     ax_ep.set_title("Time to memorise")
     for a in (ax_acc, ax_ep):
         a.set_xticks(ns)
-        a.set_xticklabels([f"{int(n):,}" for n in ns])
+        a.set_xticklabels([f"{n / 1000:g}k" if n >= 1000 else f"{int(n)}" for n in ns])
         a.minorticks_off()
     legend(ax_ep, sources=[ax_acc], fontsize=7.5, outside=True)
     caption = ("Final accuracy on the training part and epochs to memorise it, against the number of training "
-               "images (log scale); hollow markers are runs that did not memorise within their epoch budget. "
+               "images (log scale): dots are runs that memorised, crosses runs that collapsed or diverged, hollow "
+               "markers runs whose epoch budget ran out; the left line is the median over seeds. "
                + "; ".join(claims) + ".")
     return fig, caption
 
