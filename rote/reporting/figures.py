@@ -367,7 +367,8 @@ def time_to_fit(data: SweepData):
     missed = _draw_fit(ax, series, jit, connect=not lay.categorical)
     _budget_line(ax, data.conditions)
     _not_fit_proxies(ax, missed)
-    _median_not_reached_proxy(ax)
+    if any(incidence(c.runs).median is None for c in data.conditions):
+        _median_not_reached_proxy(ax)
     ax.set_ylabel("epochs to memorise")
     ax.set_ylim(bottom=0)
     ax.margins(y=0.12)
