@@ -482,3 +482,31 @@ def test_data_map_shows_a_sample_and_says_so(store, monkeypatch):
     drawn = [len(coll.get_offsets()) for coll in ax.collections]
     assert drawn and max(drawn) <= 20
     assert any("20 shown" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_medians_are_joined_on_a_numeric_axis_only_and_never_across_a_median_not_reached(tmp_path):
+    from rote.experiments.record import Record
+    from rote.reporting.figures import _draw_fit
+    from rote.reporting.results import Condition
+    from rote.reporting.style import plt
+
+    def cond(x, outcomes):
+        runs = [Record(key=f"{x}-{i}", dir=tmp_path, environment={},
+                       config={"seed": i, "epochs": 50, "stop_at": 0.997},
+                       result={"outcome": o, "epochs": e, "memorized_epoch": e if o == "memorized" else None})
+                for i, (o, e) in enumerate(outcomes)]
+        return Condition(index=0, settings={}, varying={}, runs=runs)
+
+    fitted = [("memorized", 10), ("memorized", 12), ("memorized", 14)]
+    dead = [("collapsed", 5), ("collapsed", 7), ("memorized", 30)]  # fewer than half memorised: no median
+    items = [(1.0, cond(1, fitted)), (2.0, cond(2, fitted)), (3.0, cond(3, dead)), (4.0, cond(4, fitted))]
+
+    def joined(connect):
+        fig, ax = plt.subplots()
+        _draw_fit(ax, [("", items)], lambda x, j, n: x, connect=connect)
+        lines = [list(ln.get_xdata()) for ln in ax.get_lines() if ln.get_linestyle() == "-" and len(ln.get_xdata()) > 1]
+        plt.close(fig)
+        return lines
+
+    assert joined(True) == [[1.0, 2.0]]  # 2 -> 4 would cross x = 3, whose median was not reached
+    assert joined(False) == []
