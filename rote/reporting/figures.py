@@ -131,6 +131,16 @@ class _MeanLine:
                         elinewidth=1.5, capsize=3, zorder=4, label=label)
 
 
+def _by_epoch(data: SweepData, r, column: str, scale: float = 1.0) -> dict:
+    """One run's history column as {epoch: value}, finite values only."""
+    h = data.history(r)
+    return {int(e): scale * v for e, v in zip(h.get("epoch", []), h.get(column, []))
+            if e is not None and isinstance(v, float) and math.isfinite(v)}
+
+
+NOT_REACHED = "median not reached"  # in _draw_fit's returned kinds: some condition had no median
+
+
 def _not_fit_proxies(ax, kinds: set):
     """Legend entries for the runs that did not memorise."""
     if BUDGET_SPENT in kinds:
@@ -150,7 +160,7 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="median (cumulative 
     longest budget. counts: write 'k/n' (runs memorised of runs) above each condition.
     scale: per-series divisor (relative plots) or None. connect: join the medians of neighbouring
     conditions (on a numeric axis); a line never crosses a condition whose median was not reached.
-    Returns the outcomes of runs drawn hollow.
+    Returns the outcomes of runs drawn hollow or crossed, and NOT_REACHED if some median was not reached.
     """
     missed: set = set()
     ns = len(series)
@@ -205,6 +215,7 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="median (cumulative 
                 if len(seg) > 1:
                     ax.plot([x for x, _ in seg], [y for _, y in seg], color=color, lw=1.5, zorder=4)
         if nr_x:
+            missed.add(NOT_REACHED)
             ax.scatter(nr_x, nr_y, marker="^", s=42, facecolors="white", edgecolors=color, lw=1.4, zorder=5)
         if not mx and label:
             ax.plot([], [], color=color, marker="o", ms=5, lw=1.5, label=label)
@@ -250,9 +261,7 @@ def learning_curves(data: SweepData):
         color = condition_color(c.index)
         runs = []
         for r in c.runs:
-            h = data.history(r)
-            pts = {int(e): v for e, v in zip(h.get("epoch", []), h.get("loss", []))
-                   if e is not None and isinstance(v, float) and math.isfinite(v)}
+            pts = _by_epoch(data, r, "loss")
             if pts:
                 runs.append(pts)
                 ep = sorted(pts)
@@ -367,7 +376,7 @@ def time_to_fit(data: SweepData):
     missed = _draw_fit(ax, series, jit, connect=not lay.categorical)
     _budget_line(ax, data.conditions)
     _not_fit_proxies(ax, missed)
-    if any(incidence(c.runs).median is None for c in data.conditions):
+    if NOT_REACHED in missed:
         _median_not_reached_proxy(ax)
     ax.set_ylabel("epochs to memorise")
     ax.set_ylim(bottom=0)
@@ -500,7 +509,7 @@ def capacity(data: SweepData):
     missed = _draw_fit(ax_ep, series, _jitter_log)
     _budget_line(ax_ep, data.conditions)
     _not_fit_proxies(ax_ep, missed)
-    if any(incidence(c.runs).median is None for c in data.conditions):
+    if NOT_REACHED in missed:
         _median_not_reached_proxy(ax_ep)
     ax_ep.set_xscale("log")
     ax_ep.set_xlabel("training images N (log scale)")
@@ -525,13 +534,8 @@ def clean_vs_corrupt(data: SweepData):
     conds = [c for c in data.conditions if _label_kind(c.settings.get("labels", "")) in ("partial", "flip")]
     if not conds:
         raise Skip("needs runs with partial:P or flip:P labels")
-
-    def series(r, col):
-        h = data.history(r)
-        return {int(e): 100 * v for e, v in zip(h.get("epoch", []), h.get(col, []))
-                if e is not None and v is not None and math.isfinite(v)}
-
-    have = [(c, [(r, series(r, "clean_acc"), series(r, "corrupt_acc")) for r in c.runs]) for c in conds]
+    have = [(c, [(r, _by_epoch(data, r, "clean_acc", 100), _by_epoch(data, r, "corrupt_acc", 100)) for r in c.runs])
+            for c in conds]
     have = [(c, [t for t in runs if t[1] and t[2]]) for c, runs in have]
     have = [(c, runs) for c, runs in have if runs]
     if not have:
