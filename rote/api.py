@@ -137,6 +137,18 @@ class SweepResult:
         return load(self.dir)
 
 
+def _check_sweep_options(*, jobs, group, retries, backend) -> None:
+    """rote.sweep's options, checked as the CLI checks its flags, before a store is made."""
+    for name, v, least in (("jobs", jobs, 1), ("group", group, 1), ("retries", retries, 0)):
+        if v is None and name != "retries":
+            continue
+        if not isinstance(v, int) or isinstance(v, bool) or v < least:
+            raise ConfigError(f"rote.sweep({name}={v!r}): {name} must be a whole number >= {least}"
+                              + (" or None (rote's default)" if name != "retries" else ""))
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"rote.sweep(backend={backend!r}): backend must be 'local' or 'ray'")
+
+
 def sweep(file_or_dict: Union[PathLike, dict], *, out: Optional[PathLike] = None, jobs: Optional[int] = None,
           group: Optional[int] = None, backend: str = "local", address: Optional[str] = None, retries: int = 2,
           data_dir: Optional[PathLike] = None, progress: bool = False, overwrite: bool = False,
@@ -168,6 +180,11 @@ def sweep(file_or_dict: Union[PathLike, dict], *, out: Optional[PathLike] = None
             sw = load_sweep(resolve_study(str(file_or_dict)))
         else:
             raise ConfigError(f"rote.sweep takes a sweep file's path, a study's name or a dict, got {file_or_dict!r}")
+        _check_sweep_options(jobs=jobs, group=group, retries=retries, backend=backend)
+        if tensorboard is not None:
+            from rote.experiments.tracking import require_tensorboard
+
+            require_tensorboard(tensorboard)
         root = Path(out) if out is not None else Path("sweeps") / sw.name
         aside = _set_aside(root, "runs sweep.yaml index.csv") if overwrite else None
         ok = False
@@ -175,9 +192,8 @@ def sweep(file_or_dict: Union[PathLike, dict], *, out: Optional[PathLike] = None
             p = execute.plan(sw, root, data_dir=None if data_dir is None else str(data_dir))
             tb_names = {}
             if tensorboard is not None:
-                from rote.experiments.tracking import condition_words, require_tensorboard
+                from rote.experiments.tracking import condition_words
 
-                require_tensorboard()
                 tb_names = {c.key(): condition_words(c) for c in sw.configs}
             from tqdm.auto import tqdm
 

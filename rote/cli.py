@@ -251,7 +251,7 @@ def _resumed_config(args) -> RunConfig:
         raise RoteError("--resume takes its settings and place from RUN_DIR; leave out --out and run settings")
     if not (d / CONFIG).is_file():
         raise RoteError(f"{d} is not a run directory (no {CONFIG}); give the --out of the run to resume")
-    if (d / RESULT).is_file():
+    if (d / RESULT).is_file() and not (d / CHECKPOINT).is_file():  # with one, it was killed as it finished
         raise RoteError(f"the run in {d} has finished; there is nothing to resume")
     if not (d / CHECKPOINT).is_file():
         print(f"rote: {d} has no {CHECKPOINT}; the run starts over there", file=sys.stderr)
@@ -286,12 +286,21 @@ def cmd_run(args) -> int:
     if args.tensorboard is not None:
         from rote.experiments.tracking import TensorBoardLogger, require_tensorboard, run_logdir
 
-        require_tensorboard()  # checks the package before anything trains
+        require_tensorboard(args.tensorboard)  # checks the package and the place before anything trains
         tb = TensorBoardLogger(run_logdir(args.tensorboard, cfg), cfg)
     from rote.threads import use_threads
 
     warning = []
-    use_threads(args.threads, warn=warning.append, step_macs=_step_macs(cfg, args.data_dir))
+    threads = args.threads
+    if args.resume is not None:  # a run goes on with the threads it started with: they change its last bits
+        from rote.experiments.run import recorded_threads
+
+        recorded = recorded_threads(args.resume)
+        if threads is not None and recorded is not None and threads != recorded:
+            raise RoteError(f"the run in {args.resume} was started with --threads {recorded}; resume it with "
+                            f"--threads {recorded} or leave --threads out")
+        threads = threads or recorded
+    use_threads(threads, warn=warning.append, step_macs=_step_macs(cfg, args.data_dir))
 
     def log_run(line: str) -> None:  # the oversubscription warning once the run has passed its checks
         if line.startswith("rote ") and warning:
@@ -382,13 +391,13 @@ def cmd_sweep(args) -> int:
 
     sweep = load_sweep(resolve_study(args.file))
     out = args.out or Path("sweeps") / sweep.name
-    plan = execute.plan(sweep, out, data_dir=args.data_dir)
     tb = None
-    if args.tensorboard is not None:
+    if args.tensorboard is not None:  # before the store is made: a refusal leaves nothing behind
         from rote.experiments.tracking import require_tensorboard
 
-        require_tensorboard()
+        require_tensorboard(args.tensorboard)
         tb = args.tensorboard
+    plan = execute.plan(sweep, out, data_dir=args.data_dir)
     print(f"sweep '{sweep.name}': {plural(len(sweep.configs), 'run')} ({plural(len(sweep.conditions()), 'condition')}"
           f" x {plural(len(sweep.seeds), 'seed')}); {len(plan.done)} already in {out}, {len(plan.todo)} to run")
     if args.measure_packing and plan.todo and args.backend == "local":
@@ -507,9 +516,10 @@ def _store(args):
     store = Store(args.sweep_dir)
     if not store.done_keys():
         raise RoteError(f"{args.sweep_dir} holds no finished runs; run `rote sweep FILE --out {args.sweep_dir}` first")
-    if args.where and args.out is None:
-        raise RoteError(f"--where draws from some of the runs only; give --out DIR for what it writes, so that "
-                        f"the files in {args.sweep_dir} stay those of all its runs")
+    own = {args.sweep_dir.resolve(), (args.sweep_dir / "figures").resolve(), (args.sweep_dir / "report.html").resolve()}
+    if args.where and (args.out is None or args.out.resolve() in own):
+        raise RoteError(f"--where draws from some of the runs only; give --out a directory outside the store's own "
+                        f"files, so that those in {args.sweep_dir} stay those of all its runs")
     _check_writable(args.out or args.sweep_dir)
     return store
 

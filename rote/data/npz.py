@@ -175,6 +175,10 @@ def _images(x: np.ndarray, where: str, layout: str | None) -> np.ndarray:
     return x
 
 
+# the most classes a user's labels may name: the model's last layer has one output per class
+MAX_CLASSES = 100_000
+
+
 def load_user_npz(name: str) -> Dataset:
     path = npz_path(name)
     try:
@@ -195,7 +199,15 @@ def load_user_npz(name: str) -> Dataset:
         if len(y) and y.min() < 0:
             raise DataError(f"{path} [y_{split}] has negative labels; expected 0..K-1")
         ys[split] = y.astype(np.int64)
-    classes = int(ys["train"].max(initial=0)) + 1
+    for split in ("train", "test"):
+        if not len(ys[split]):
+            raise DataError(f"{path} holds no {split} images (x_{split} is empty); rote trains on the training "
+                            f"images and measures generalisation on the test images: give it both")
+    largest = int(ys["train"].max())
+    if largest >= MAX_CLASSES:
+        raise DataError(f"{path} [y_train] has the label {largest}; labels must be class numbers 0..K-1 with "
+                        f"K at most {MAX_CLASSES:,} (renumber the classes 0, 1, 2, ...)")
+    classes = largest + 1
     if classes < 2:
         raise DataError(f"{path}: the training labels name fewer than two classes")
     outside = int(np.count_nonzero(ys["test"] >= classes))

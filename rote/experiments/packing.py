@@ -140,6 +140,8 @@ def _store(key: str, result: Packing) -> None:
         known = json.loads(path.read_text())
     except (OSError, ValueError):
         known = {}
+    if not isinstance(known, dict):  # a damaged cache: measured again, and replaced
+        known = {}
     known[key] = result.__dict__
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +154,7 @@ def cached(cfg: RunConfig, in_shape: tuple, classes: int, k: int, cores: int) ->
     try:
         found = json.loads(cache_path().read_text()).get(cache_key(cfg, in_shape, classes, k, cores))
         return Packing(**found) if found else None
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, AttributeError):  # absent or damaged: measure again
         return None
 
 
@@ -166,6 +168,11 @@ def best_jobs(cfg: RunConfig, in_shape: tuple, classes: int, k: int = 1, groups:
     if cores <= 1 or groups <= 1:
         return 1
     fixed = os.environ.get("ROTE_PACKING", "")  # "one" or "per-core": no measurement (tests, scripts)
+    if fixed not in ("", "one", "per-core"):
+        from rote.errors import RoteError
+
+        raise RoteError(f"ROTE_PACKING={fixed!r} is not a packing; set it to 'one' or 'per-core', or unset it "
+                        f"to measure which is faster here")
     if fixed in ("one", "per-core"):
         return 1 if fixed == "one" else min(groups, cores)
     found = None if remeasure else cached(cfg, in_shape, classes, k, cores)

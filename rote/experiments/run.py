@@ -7,6 +7,7 @@ a bad flag or a missing file never leaves a half-written run behind.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -23,9 +24,11 @@ from rote.training.records import EpochRecord
 from rote.training.metrics import chance_sentence
 
 
-class RunInterrupted(Exception):
+class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during a run; what was recorded so far is kept in run_dir, with a checkpoint of
-    the last complete epoch (``kept_epoch``; None when none was written) to resume from."""
+    the last complete epoch (``kept_epoch``; None when none was written) to resume from.
+
+    A KeyboardInterrupt, so that a script's ``except Exception`` never swallows the user's Ctrl-C."""
 
     def __init__(self, run_dir: Path, kept_epoch: Optional[int] = None, terminated: bool = False):
         super().__init__(str(run_dir))
@@ -58,31 +61,141 @@ def run_group(cfgs: list[RunConfig], run_dirs: list[Path], *, dataset, checkpoin
     if params is not None:  # R stacked models, refused before any is allocated
         check_fits(c0.model, params, device, c0.optimizer, c0.momentum, models=len(cfgs))
     env = {**environment(device, dataset), "group_size": len(cfgs)}
-    results = train_into(cfgs, datas, run_dirs, env, device=device, checkpoint_every=checkpoint_every,
-                         save_model=save_model, log=log)
-    return [close_record(c, d, res, r) for c, d, res, r in zip(cfgs, datas, results, run_dirs)]
+    with run_dir_lock(run_dirs[0]):
+        done = finished_results(run_dirs, cfgs)
+        if done is not None:
+            return done
+        return [result for _, result in train_into(cfgs, datas, run_dirs, env, device=device,
+                                                   checkpoint_every=checkpoint_every, save_model=save_model,
+                                                   log=log)]
+
+
+def finished_results(run_dirs: list[Path], cfgs: list[RunConfig]) -> Optional[list[dict]]:
+    """The results of runs that finished but were stopped before their checkpoint was removed (a kill in the
+    instant between the two): every directory holds a valid result.json of its settings. The checkpoint
+    goes now; None when some run has not finished."""
+    from rote.experiments.record import RESULT, RecordError, check_run_dir, read_json
+
+    out = []
+    for c, d in zip(cfgs, run_dirs):
+        d = Path(d)
+        if not (d / RESULT).is_file():
+            return None
+        try:
+            if check_run_dir(d, key=c.key()) is not None:
+                return None
+            out.append(read_json(d / RESULT))
+        except (RecordError, OSError):
+            return None
+    (Path(run_dirs[0]) / CHECKPOINT).unlink(missing_ok=True)
+    return out
+
+
+class run_dir_lock:
+    """One writer per run directory: an exclusive flock on the directory itself, held while the run trains.
+
+    A second process (or a second call in this one) that tries to write the same directory is refused in
+    one line before it writes anything. Where flock does not exist (Windows), no lock is taken."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.fd = Path(run_dir), None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.run_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RoteError(f"another rote process is writing to {self.run_dir}; wait for it to finish, or "
+                            f"choose another --out") from None
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the lock
+            self.fd = None
+        return False
+
+
+def _resume_environment(run_dir: Path, env: dict, epoch: int, log: Callable[[str], None]) -> dict:
+    """The environment a resumed run records: the one it started in, and a line per resume saying where and
+    with what it went on (a record never claims one environment for epochs another trained)."""
+    from rote.experiments.record import CONFIG, read_json
+
+    try:
+        first = read_json(Path(run_dir) / CONFIG)["environment"]
+        if not isinstance(first, dict):
+            raise TypeError
+    except Exception:  # config.json unreadable: the checkpoint still holds the epochs; record what is known
+        return {**env, "resumed": [{"epoch": epoch, **_resume_entry(env)}]}
+    if first.get("rote") != env.get("rote") or first.get("torch") != env.get("torch"):
+        log(f"rote: the run in {run_dir} was started with rote {first.get('rote')} and torch {first.get('torch')};"
+            f" it goes on with rote {env.get('rote')} and torch {env.get('torch')} (recorded in config.json)")
+    resumed = [r for r in first.get("resumed", []) if isinstance(r, dict)]
+    return {**first, "resumed": resumed + [{"epoch": epoch, **_resume_entry(env)}]}
+
+
+def _resume_entry(env: dict) -> dict:
+    return {k: env.get(k) for k in ("rote", "torch", "device", "threads", "command", "git_commit") if k in env}
+
+
+def recorded_threads(run_dir: Path) -> Optional[int]:
+    """The CPU threads a run directory's run was started with (config.json), or None if it does not say."""
+    from rote.experiments.record import CONFIG, read_json
+
+    try:
+        n = read_json(Path(run_dir) / CONFIG)["environment"]["threads"]
+    except Exception:
+        return None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
 
 
 def train_into(cfgs: list[RunConfig], datas: list, run_dirs: list[Path], env: dict, *, device,
                on_epoch: Optional[Callable[[int, EpochRecord], None]] = None, progress=None,
                checkpoint_every: Optional[float] = None, save_model: bool = False,
-               log: Callable[[str], None] = print) -> list:
+               log: Callable[[str], None] = print) -> list[tuple]:
     """Train runs into their directories (config.json, labels.npy, history.csv as it grows; model.pt with
-    ``save_model``), resuming from the checkpoint in the first directory when there is one for these runs.
+    ``save_model``), resuming from the checkpoint in the first directory when there is one for these runs;
+    returns (TrainResult, result dict) per run, each record closed (result.json written).
 
     ``checkpoint_every``: seconds between checkpoints (0: every epoch; default DEFAULT_INTERVAL); a
     checkpoint is also written when interrupted. On Ctrl-C or SIGTERM: RunInterrupted, the checkpoint kept.
-    The checkpoint is removed when the runs end; the caller then closes the records.
+    A resume goes on with the options the checkpoint was saved with (``save_model``) and on a CPU with the
+    thread count the run started with (threads change a convolution's last bits). The checkpoint is removed
+    only after every record is closed, so no instant of a run's end can lose it.
     """
+    import torch
+
     from rote.interrupt import Terminated
     from rote.training.checkpoint import DEFAULT_INTERVAL, Checkpoint
     from rote.training.loop import CheckpointMismatch, resumed_histories, train_many
 
     every = DEFAULT_INTERVAL if checkpoint_every is None else checkpoint_every
-    ckpt = Checkpoint(Path(run_dirs[0]) / CHECKPOINT, [c.key() for c in cfgs], every)
+    path = Path(run_dirs[0]) / CHECKPOINT
+    if path.exists() and not path.is_file():
+        raise RoteError(f"{path} is not a file, so no checkpoint could be saved there; remove it and run again")
+    ckpt = Checkpoint(path, [c.key() for c in cfgs], every, options={"save_model": bool(save_model)})
     state = ckpt.load(_warn)
+    threads_before = torch.get_num_threads()
     if state is not None:
         log(f"resuming from the checkpoint of epoch {state['epoch']} in {ckpt.path}")
+        if ckpt.options.get("save_model") and not save_model:
+            save_model = True
+            log("rote: the run was started with --save-model; model.pt will be kept")
+        threads = recorded_threads(run_dirs[0])
+        if threads is not None and threads != threads_before and getattr(device, "type", "cpu") == "cpu":
+            log(f"rote: the run was started on {threads} CPU threads; it goes on with {threads} (not "
+                f"{threads_before}), as threads change a convolution's last bits")
+            torch.set_num_threads(threads)
+            env = {**env, "threads": threads}
+        env = _resume_environment(run_dirs[0], env, int(state["epoch"]), log)
+        ckpt.options["save_model"] = bool(save_model)
 
     def attempt(state):
         old = resumed_histories(state, len(cfgs)) if state is not None else [[] for _ in cfgs]
@@ -101,18 +214,24 @@ def train_into(cfgs: list[RunConfig], datas: list, run_dirs: list[Path], env: di
 
     try:
         try:
-            results = attempt(state)
-        except CheckpointMismatch as e:
-            _warn(f"rote: checkpoint {ckpt.path} not used: it does not fit these runs ({e}); the run starts over")
-            results = attempt(None)
-    except KeyboardInterrupt as e:
-        raise RunInterrupted(Path(run_dirs[0]), ckpt.saved_epoch if ckpt.path.is_file() else None,
-                             isinstance(e, Terminated)) from None
-    if save_model:
-        for c, d, res, r in zip(cfgs, datas, results, run_dirs):
-            save_model_file(Path(r) / MODEL, c.model, tuple(d.x_fit.shape[1:]), d.classes, res.weights)
-    ckpt.remove()
-    return results
+            try:
+                results = attempt(state)
+            except CheckpointMismatch as e:
+                _warn(f"rote: checkpoint {ckpt.path} not used: it does not fit these runs ({e}); the run starts "
+                      f"over")
+                results = attempt(None)
+        except KeyboardInterrupt as e:
+            raise RunInterrupted(Path(run_dirs[0]), ckpt.saved_epoch if ckpt.path.is_file() else None,
+                                 isinstance(e, Terminated)) from None
+        if save_model:
+            for c, d, res, r in zip(cfgs, datas, results, run_dirs):
+                save_model_file(Path(r) / MODEL, c.model, tuple(d.x_fit.shape[1:]), d.classes, res.weights)
+        closed = [(res, close_record(c, d, res, r)) for c, d, res, r in zip(cfgs, datas, results, run_dirs)]
+    finally:
+        if torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
+    ckpt.remove()  # only now: every result.json is on disk
+    return closed
 
 
 def _warn(line: str) -> None:
@@ -161,12 +280,17 @@ def run(cfg: RunConfig, run_dir: Optional[Path] = None, **kw) -> tuple[Path, dic
         return _run(cfg, run_dir, **kw)
     except OSError as e:
         where = Path(e.filename) if isinstance(e.filename, str) else run_dir
-        error = write_failed(e, where, "the partial run directory is removed" if not existed else
-                             "what the run wrote is left as it was")
+        checkpointed = (run_dir / CHECKPOINT).is_file()
+        if checkpointed:  # progress worth keeping: never removed
+            kept = (f"the checkpoint in {run_dir} is kept; after freeing space go on with "
+                    f"`rote run --resume {run_dir}`")
+        else:
+            kept = "the partial run directory is removed" if not existed else "what the run wrote is left as it was"
+        error = write_failed(e, where, kept)
         if error is None or (e.errno not in DISK_FULL and run_dir.resolve() not in (where.resolve(),
                                                                                    *where.resolve().parents)):
             raise  # not a write into the run directory (reading the data, say): not ours to explain
-        if not existed:
+        if not existed and not checkpointed:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise error from None
 
@@ -190,7 +314,18 @@ def _run(cfg: RunConfig, run_dir: Path, *, data_dir: Optional[str] = None, datas
             raise RoteError(f"output directory {run_dir} holds an unfinished run; go on with it with "
                             f"`rote run --resume {run_dir}`, or choose another --out")
         make_run_dir(run_dir)
+    with run_dir_lock(run_dir):
+        if not resume and any(run_dir.iterdir()):  # another process wrote it between the check and the lock
+            raise RoteError(f"output directory {run_dir} already exists and is not empty; choose another --out")
+        if resume and (done := finished_results([run_dir], [cfg])) is not None:
+            log(f"the run in {run_dir} had finished (its checkpoint was left behind); nothing to train")
+            return run_dir, done[0]
+        return _train_logged(cfg, run_dir, dataset, data, device, log, progress, on_epoch, checkpoint_every,
+                             save_model)
 
+
+def _train_logged(cfg, run_dir, dataset, data, device, log, progress, on_epoch, checkpoint_every, save_model):
+    """The run's console lines around train_into: settings and data first, one line an epoch, the verdict."""
     env = environment(device, dataset)
     log(f"rote {env['rote']}  torch {env['torch']}  python {env['python']}  device {env['device']}"
         f" ({env['threads']} threads)")
@@ -208,9 +343,8 @@ def _run(cfg: RunConfig, run_dir: Path, *, data_dir: Optional[str] = None, datas
         if on_epoch is not None:
             on_epoch(rec)
 
-    res, = train_into([cfg], [data], [run_dir], env, device=device, on_epoch=each_epoch, progress=progress,
-                      checkpoint_every=checkpoint_every, save_model=save_model, log=log)
-    result = close_record(cfg, data, res, run_dir)
+    (res, result), = train_into([cfg], [data], [run_dir], env, device=device, on_epoch=each_epoch,
+                                progress=progress, checkpoint_every=checkpoint_every, save_model=save_model, log=log)
     log("")
     if res.message:
         log(res.message)

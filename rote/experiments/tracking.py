@@ -23,8 +23,11 @@ SCALARS = {"loss": "train/loss", "acc": "train/acc", "val_loss": "val/loss", "va
            "train_loss_full": "train_full/loss", "train_acc_full": "train_full/acc", "seconds": "time/epoch_seconds"}
 
 
-def require_tensorboard():
-    """torch's SummaryWriter, or a one-line RoteError naming the pip command."""
+def require_tensorboard(root=None):
+    """torch's SummaryWriter, or a one-line RoteError naming the pip command (or saying that ``root``, the
+    --tensorboard directory, is a file)."""
+    if root is not None and Path(root).exists() and not Path(root).is_dir():
+        raise RoteError(f"--tensorboard {root}: that is a file; give a directory for the TensorBoard logs")
     try:
         import tensorboard  # noqa: F401  (torch's writer needs the package)
         from torch.utils.tensorboard import SummaryWriter

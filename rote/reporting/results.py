@@ -294,20 +294,28 @@ def parse_where(items) -> dict:
         if key not in CONFIG_FIELDS:
             raise ConfigError(f"--where {item!r}: {key!r} is not a run setting; the settings are listed in "
                               f"docs/settings.md (e.g. labels, n_train, optimizer, model)")
-        where[key] = value.strip()
+        values = where.setdefault(key, [])
+        if value.strip() not in values:  # one setting given twice: the runs with any of its values
+            values.append(value.strip())
     return where
 
 
 def select(records: list, where: dict, place) -> list:
     """The records whose settings match every SETTING=VALUE of where (values compared as the table prints them)."""
     for key, want in where.items():
+        wants = [want] if isinstance(want, str) else [str(w) for w in want]
         have = {_freeze(r["config"].get(key)) for r in records}
-        records = [r for r in records if fmt_value(r["config"].get(key)) == want]
+        records = [r for r in records if fmt_value(r["config"].get(key)) in wants]
         if not records:
             values = ", ".join(fmt_value(v) for v in sorted(have, key=_sort_key))
-            raise ConfigError(f"no finished run in {place} has {key}={want}"
+            raise ConfigError(f"no finished run in {place} has {key}={' or '.join(wants)}"
                               + (f"; the runs there have {key} = {values}" if have else ""))
     return records
+
+
+def where_in_words(where: dict) -> str:
+    """{'optimizer': ['adam', 'sgd'], 'n_train': '3000'} -> 'optimizer=adam|sgd, n_train=3000'."""
+    return ", ".join(f"{k}={v if isinstance(v, str) else '|'.join(map(str, v))}" for k, v in where.items())
 
 
 def load(store, where: Optional[dict] = None) -> SweepData:
@@ -360,7 +368,7 @@ def load(store, where: Optional[dict] = None) -> SweepData:
         c.runs.sort(key=lambda r: r.seed)
     name = sweep.name if sweep is not None else store.root.name
     if where:  # the name says which runs were kept, wherever it is printed
-        name += " (" + ", ".join(f"{k}={v}" for k, v in where.items()) + ")"
+        name += " (" + where_in_words(where) + ")"
     return SweepData(store=store, sweep=sweep, records=records, conditions=conditions, varying=varying, name=name)
 
 

@@ -8,14 +8,19 @@ the runs of a group that already stopped. Saved at the end of an epoch when
 the interval has passed, and when training is interrupted (Ctrl-C, SIGTERM):
 then the state at the end of the last complete epoch.
 
-The file is written atomically and read with ``torch.load(weights_only=True)``
-(no pickled code runs); it names the runs it belongs to. A damaged file, or one
-for other runs, is refused in one line and the run starts over.
+The file is written atomically: a header line that names the format, the
+SHA-256 of what follows, then the state as ``torch.save`` writes it, read with
+``torch.load(weights_only=True)`` (no pickled code runs). It names the runs it
+belongs to and the run options that must survive a resume (``--save-model``).
+A file whose checksum does not match (one flipped bit), of another format, for
+other runs, or whose state does not fit the runs is refused in one line before
+anything is loaded or deleted, and the run starts over.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import time
 from pathlib import Path
@@ -27,7 +32,9 @@ import torch
 from rote.atomic import write_atomic
 
 CHECKPOINT = "checkpoint.pt"
-FORMAT = "rote.checkpoint/1"
+FORMAT = "rote.checkpoint/2"
+MAGIC = b"rote.checkpoint/2 sha256="  # then 64 hex digits and a newline, then the torch.save bytes
+HEADER = len(MAGIC) + 64 + 1
 # Seconds between checkpoints by default: at most a few seconds of writing per ten minutes of training.
 DEFAULT_INTERVAL = 600.0
 
@@ -66,8 +73,9 @@ class Checkpoint:
     """
 
     def __init__(self, path: Path, keys: list[str], interval: float = DEFAULT_INTERVAL,
-                 on_save: Optional[Callable[[bytes], None]] = None):
+                 on_save: Optional[Callable[[bytes], None]] = None, options: Optional[dict] = None):
         self.path, self.keys, self.interval, self.on_save = Path(path), list(keys), float(interval), on_save
+        self.options = dict(options or {})  # run options kept for a resume, e.g. {'save_model': True}
         self.last = time.monotonic()
         self.saved_epoch: Optional[int] = None  # the epoch of the last checkpoint written
 
@@ -76,32 +84,57 @@ class Checkpoint:
 
     def save(self, state: dict, interrupted: bool = False) -> None:
         buf = io.BytesIO()
-        torch.save({"format": FORMAT, "keys": self.keys, "interrupted": interrupted, "state": _encode(state)}, buf)
-        blob = buf.getvalue()
+        torch.save({"format": FORMAT, "keys": self.keys, "interrupted": interrupted, "options": self.options,
+                    "state": _encode(state)}, buf)
+        blob = seal(buf.getvalue())
         write_atomic(self.path, blob)
         if self.on_save is not None:
             self.on_save(blob)
         self.last, self.saved_epoch = time.monotonic(), int(state["epoch"])
 
     def load(self, log: Callable[[str], None] = print) -> Optional[dict]:
-        """The state saved at ``path`` for these runs; None (and one line to ``log``) if there is none to use."""
-        if not self.path.is_file():
+        """The state saved at ``path`` for these runs; None (and one line to ``log``) if there is none to use.
+
+        The options it was saved with are merged into ``options`` (a resume keeps them)."""
+        if not self.path.exists():
             return None
         why = None
         try:
-            obj = torch.load(self.path, map_location="cpu", weights_only=True)
+            obj = torch.load(io.BytesIO(unseal(self.path.read_bytes())), map_location="cpu", weights_only=True)
             if not isinstance(obj, dict) or obj.get("format") != FORMAT or not isinstance(obj.get("state"), dict):
                 why = "it is not a rote checkpoint of this version"
             elif obj.get("keys") != self.keys:
                 why = f"it belongs to other runs ({', '.join(map(str, obj.get('keys') or []))})"
-        except Exception as e:  # any damage: truncated, corrupted, not a torch file
+            elif not isinstance(obj["state"].get("epoch"), int) or obj["state"]["epoch"] < 1:
+                why = "its epoch is not a positive whole number"
+        except Exception as e:  # any damage: a checksum that does not match, truncated, not a torch file
             why = f"it is damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"[:200]
         if why is not None:
             log(f"rote: checkpoint {self.path} not used: {why}; the run starts over")
             return None
         state = _decode(obj["state"])
-        self.saved_epoch = int(state.get("epoch", 0))
+        self.options = {**self.options, **{k: v for k, v in (obj.get("options") or {}).items() if v}}
+        self.saved_epoch = int(state["epoch"])
         return state
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+class DamagedCheckpoint(ValueError):
+    """A checkpoint file whose header or checksum does not match its bytes."""
+
+
+def seal(blob: bytes) -> bytes:
+    """The file's bytes: the header with the SHA-256 of blob, then blob."""
+    return MAGIC + hashlib.sha256(blob).hexdigest().encode() + b"\n" + blob
+
+
+def unseal(data: bytes) -> bytes:
+    """The torch.save bytes of a checkpoint file; DamagedCheckpoint if the header or the checksum is wrong."""
+    if not data.startswith(MAGIC) or len(data) < HEADER or data[HEADER - 1:HEADER] != b"\n":
+        raise DamagedCheckpoint("no rote.checkpoint/2 header (an older or foreign file)")
+    digest, blob = data[len(MAGIC):HEADER - 1].decode("ascii", "replace"), data[HEADER:]
+    if hashlib.sha256(blob).hexdigest() != digest:
+        raise DamagedCheckpoint("its SHA-256 does not match its contents")
+    return blob

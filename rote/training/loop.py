@@ -330,22 +330,25 @@ class _Loop:
             if bool(self.recorder) != (s["examples"] is not None):
                 raise ValueError("record_examples differs")
             self.members.load_state(s["members"])
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            for run in live:
+                st = s["runs"][run.index]
+                run.order.set_state(st["order"])
+                run.stopper.load_state(st["stopper"])
+                run.history = [_record(h) for h in st["history"]]
+            epoch, elapsed = int(s["epoch"]), float(s["elapsed"])
+            if epoch < 1 or any(len(run.history) != epoch for run in live):
+                raise ValueError(f"its epoch {epoch} does not match the histories it holds")
+            if self.recorder:
+                self.recorder.load_state(s["examples"])
+            self.aug_gen.set_state(s["aug"])
+            torch.set_rng_state(s["rng"])
+            if s["cuda_rng"] is not None:
+                torch.cuda.set_rng_state_all(s["cuda_rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
             raise CheckpointMismatch(f"{type(e).__name__}: {e}"[:200]) from None
-        for run in live:
-            st = s["runs"][run.index]
-            run.order.set_state(st["order"])
-            run.stopper.load_state(st["stopper"])
-            run.history = [_record(h) for h in st["history"]]
-        self.live, self.epoch, self.elapsed = live, int(s["epoch"]), float(s["elapsed"])
+        self.live, self.epoch, self.elapsed = live, epoch, elapsed
         for j, r in results.items():
             self.results[j] = r
-        if self.recorder:
-            self.recorder.load_state(s["examples"])
-        self.aug_gen.set_state(s["aug"])
-        torch.set_rng_state(s["rng"])
-        if s["cuda_rng"] is not None:
-            torch.cuda.set_rng_state_all(s["cuda_rng"])
 
 
 def _record(h) -> EpochRecord:
