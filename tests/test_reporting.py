@@ -364,7 +364,7 @@ def test_where_keeps_only_the_matching_runs_in_tables_figures_and_their_errors(s
     assert "(labels=random)': 4 runs in 2 conditions" in capsys.readouterr().out
     after = (store.root / "summary.csv").read_bytes() if (store.root / "summary.csv").exists() else None
     assert after == before
-    for args, words in ((["--where", "labels=random"], "give --out DIR"),
+    for args, words in ((["--where", "labels=random"], "give --out a directory"),
                         (["--where", "labels=flip:0.1", "--out", str(tmp_path / "u")], "no finished run"),
                         (["--where", "colour=red", "--out", str(tmp_path / "u")], "not a run setting")):
         assert main(["plot", str(store.root), *args]) == 2
@@ -510,3 +510,94 @@ def test_medians_are_joined_on_a_numeric_axis_only_and_never_across_a_median_not
 
     assert joined(True) == [[1.0, 2.0]]  # 2 -> 4 would cross x = 3, whose median was not reached
     assert joined(False) == []
+
+
+# -- the rules every figure keeps (the manual's "Figures" section) ----------------------------------------------
+
+
+def _drawn(data):
+    import matplotlib.pyplot as plt
+
+    from rote.reporting.figures import Skip
+
+    for name, f in FIGURES.items():
+        try:
+            fig, _ = f.draw(data)
+        except Skip:
+            continue
+        yield name, fig
+        plt.close(fig)
+
+
+def test_no_legend_or_label_hides_data_in_any_figure_of_a_small_store(store, seed_store, tmp_path):
+    from rote.reporting.figure_rules import violations
+
+    checked = []
+    for s in (store, seed_store):
+        for name, fig in _drawn(load(s)):
+            assert violations(fig) == [], name
+            checked.append(name)
+    assert len(checked) >= 12
+
+
+def test_the_rule_checker_sees_a_legend_over_data():
+    import matplotlib.pyplot as plt
+
+    from rote.reporting.figure_rules import violations
+
+    fig, ax = plt.subplots()
+    ax.plot(range(10), range(10), marker="o", label="a line")
+    ax.legend(loc="center")  # over the middle points
+    assert violations(fig) and "covers" in violations(fig)[0]
+    ax.get_legend().remove()
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0))
+    assert violations(fig) == []
+    plt.close(fig)
+
+
+def test_dead_runs_and_unreached_medians_have_no_time_in_time_to_fit(store, tmp_path):
+    """A dead run is drawn in the strip above the plot, never at an epoch; a median not reached sits on the top
+    edge, never at a number."""
+    from rote.reporting.figures import DIED_AT, NOT_REACHED_AT, time_to_fit
+
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    for r in Store(copy).records():  # every random-label run dead, the others memorised
+        edit = (dict(outcome="collapsed") if r["config"]["labels"] == "random" else
+                dict(outcome="memorized", memorized_epoch=2, seconds_to_memorize=1.0))
+        (r["dir"] / "result.json").write_text(json.dumps({**r["result"], **edit}))
+    from matplotlib.collections import PathCollection
+
+    fig, _ = time_to_fit(load(copy))
+    ax = fig.axes[0]
+    marks = [c for c in ax.collections if isinstance(c, PathCollection)]
+    strip = [c for c in marks if c.get_offset_transform() != ax.transData and len(c.get_offsets())]
+    ys = sorted({float(y) for c in strip for _, y in c.get_offsets()})
+    assert ys == [NOT_REACHED_AT, DIED_AT]  # the dead runs and the median not reached, on the edge only
+    data_ys = [float(y) for c in marks if c.get_offset_transform() == ax.transData
+               for _, y in c.get_offsets()]
+    assert data_ys and all(y == 2 for y in data_ys)  # only the memorised runs have a time
+
+
+def test_auroc_lines_never_join_memorised_to_dead_levels(store, tmp_path):
+    from rote.reporting.figures import detection_auroc
+
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    for r in Store(copy).records():
+        edit = dict(outcome="collapsed") if r["config"]["labels"] == "random" else dict(outcome="memorized")
+        (r["dir"] / "result.json").write_text(json.dumps({**r["result"], **edit}))
+    fig, _ = detection_auroc(load(copy))
+    ax = fig.axes[0]
+    joined = [l for l in ax.get_lines() if len(l.get_xdata()) == 2 and l.get_linestyle() == "-"]
+    assert not any(1.0 in list(l.get_xdata()) for l in joined)  # P = 1 (dead) joined to nothing
+    assert any("all dead" in t.get_text() for t in ax.get_xticklabels())
+
+
+def test_panels_that_compare_share_their_axes(store):
+    from rote.reporting.figures import clean_vs_corrupt, data_map, first_learned
+
+    for draw in (first_learned, data_map, clean_vs_corrupt):
+        fig, _ = draw(load(store))
+        axes = [a for a in fig.axes if a.get_visible() and a.axison]
+        assert len(axes) >= 2 and len({a.get_xlim() for a in axes}) == 1, draw.__name__

@@ -27,7 +27,10 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from rote.analysis.capacity import bits_from_mean_loss
 from rote.reporting.figures import Skip, _jitter_log, figure
-from rote.reporting.style import condition_color, legend, subplots
+from rote.reporting.style import condition_color, legend_below, subplots
+
+# a plateau at or above this share of what its labels offer (N log2 K) is the data's ceiling, not a capacity
+CEILING = 0.95
 
 RISE_WINDOW = 0.2  # the last fifth of the epochs
 RISE_TOLERANCE = 0.01  # may add at most 1% of the final bits
@@ -221,14 +224,20 @@ def capacity_bits(data):
     ax.plot(xs, xs * math.log2(k), color="0.6", lw=1, ls=":", label=f"every label (N log2 {k})")
     for i, m in enumerate(order):
         pts, row, color = points[m], rows[m], condition_color(i)
-        ax.plot([p["n"] for p in pts], [p["mean"] for p in pts], color=color, marker="o", ms=4, lw=1.5,
-                label=f"{m} ({row['parameters'] or 0:,} parameters)")
+        cnn = not m.startswith("mlp")  # two families, two line styles: a CNN's line is never lost under an MLP's
+        ax.plot([p["n"] for p in pts], [p["mean"] for p in pts], color=color, lw=1.5, ls="-." if cnn else "-",
+                zorder=4 if cnn else 2, label=f"{m} ({row['parameters'] or 0:,} parameters), mean over seeds")
         for p in pts:
             for j, b in enumerate(p["runs"]):
-                # hollow: still rising when it stopped, a lower bound
-                ax.scatter([_jitter_log(p["n"], j, len(p["runs"]))], [b["bits"]], s=16, zorder=3, lw=0.9,
-                           facecolors="none" if b["rising"] else color, edgecolors=color)
-        ax.axhline(row["capacity_bits"], color=color, ls="--", lw=1, alpha=0.8)
+                # each run on top of the lines; hollow: still rising when it stopped, a lower bound
+                ax.scatter([_jitter_log(p["n"], j, len(p["runs"]))], [b["bits"]], s=18, zorder=5, lw=0.9,
+                           marker="s" if cnn else "o", facecolors="none" if b["rising"] else color,
+                           edgecolors=color)
+        plateau_pt = [p for p in pts if p["n"] == row["plateau_n"]][0]
+        # a model that holds (nearly) every label it was given shows the data's ceiling, not its capacity:
+        # no capacity line for it
+        if plateau_pt["mean"] < CEILING * row["plateau_n"] * math.log2(k):
+            ax.axhline(row["capacity_bits"], color=color, ls="--", lw=1, alpha=0.8, zorder=1)
         # right: the runs at the plateau N along training, their mean as a line, the end hollow if still rising
         plateau = [p for p in pts if p["n"] == row["plateau_n"]][0]
         per: dict = {}
@@ -238,14 +247,14 @@ def capacity_bits(data):
         ep = sorted(per)
         if ep:
             ys = [sum(per[e]) / len(per[e]) for e in ep]
-            ax_ep.plot(ep, ys, color=color, lw=1.5)
-            ax_ep.scatter([ep[-1]], [ys[-1]], s=28, zorder=3, lw=1.2, edgecolors=color,
+            ax_ep.plot(ep, ys, color=color, lw=1.5, ls="-." if cnn else "-",
+                       label=f"{m} along training, at N = {row['plateau_n']:,}")
+            ax_ep.scatter([ep[-1]], [ys[-1]], s=28, zorder=3, lw=1.2, edgecolors=color, marker="s" if cnn else "o",
                           facecolors="none" if plateau["rising"] else color)
-            ax_ep.annotate(f"N = {row['plateau_n']:,}", (ep[-1], ys[-1]), textcoords="offset points",
-                           xytext=(-4, 5), ha="right", fontsize=7, color=color)
     ax.scatter([], [], s=16, facecolors="none", edgecolors="0.3", lw=0.9,
                label="hollow: still rising at its last epoch (lower bound)")
-    ax.plot([], [], color="0.3", ls="--", lw=1, label="highest mean over N: the capacity (a lower bound while hollow)")
+    ax.plot([], [], color="0.3", ls="--", lw=1, label="highest mean over N: the capacity (a lower bound while "
+                                                    "hollow; none where a model holds every label)")
     ax.set_xscale("log")
     # a run that learned nothing has bits <= 0, which a log axis would silently drop
     positive = all(b["bits"] > 0 for pts in points.values() for p in pts for b in p["runs"])
@@ -264,7 +273,7 @@ def capacity_bits(data):
     ax_ep.set_ylabel("memorised bits")
     ax_ep.set_title("Along training, at each model's plateau N")
     ax_ep.set_ylim(bottom=0)
-    legend(ax_ep, sources=[ax], fontsize=7.5, outside=True)
+    legend_below(fig, [ax, ax_ep], ncol=2)
     lb = [m for m in order if rows[m]["lower_bound"]]
     caption = ("Memorised bits on uniform random labels (Morris et al. 2025: N log2 K minus the code length of the "
                "labels under the model, eval mode, whole training part) against N, one line per model (mean over "

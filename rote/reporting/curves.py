@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.ticker import LogFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from rote.experiments.record import read_record
 from rote.reporting.results import labels_in_words, setting_in_words
@@ -58,8 +58,12 @@ def _plot_curves(run_dir: Path) -> list[Path]:
         if pts:
             ax_loss.plot(*zip(*pts), label=lab, **style)
     ax_loss.set_yscale("log")
-    ax_loss.yaxis.set_major_formatter(LogFormatter())  # 0.01, 0.1, 1 and, over a short range, 2.2, 2.4: no 10^x
-    ax_loss.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(1, 0.5)))
+    # one style of number on the whole axis: 0.01, 0.1, 1, 10 (and, over a short range, 2.2, 2.4), never 1e-02
+    plain = FuncFormatter(lambda v, _: f"{v:.10g}")
+    ax_loss.yaxis.set_major_formatter(plain)
+    lo, hi = ax_loss.get_ylim()
+    # minor ticks labelled only where the axis spans about one decade (then it may have no major tick)
+    ax_loss.yaxis.set_minor_formatter(plain if lo > 0 and hi / lo < 20 else NullFormatter())
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss (nats, log scale)")
     ax_loss.set_title("loss")
@@ -75,12 +79,15 @@ def _plot_curves(run_dir: Path) -> list[Path]:
     ax_acc.axhline(100 * chance, color="grey", ls="--", lw=1, label=f"uniform chance ({chance:.0%})")
     if rec.test_acc is not None and ep:
         # the test accuracy is one number, after the last epoch: drawn there, with its chance band there only
-        x = max(e for e in ep if e is not None)
+        # one step right of the last epoch, so the band is not under the training curves' last points; the band
+        # a thick bar and the marker small, so both are seen
+        last = max(e for e in ep if e is not None)
+        x = last + max(1.0, 0.04 * last)
         band = rec.chance_band
         if None not in band:
-            ax_acc.fill_between([x - 0.3, x + 0.3], [100 * band[0]] * 2, [100 * band[1]] * 2, color="grey",
-                                alpha=0.35, lw=0, zorder=1, label="95% chance band of the test acc")
-        ax_acc.scatter([x], [100 * rec.test_acc], marker="D", s=30, color="C3", zorder=4,
+            ax_acc.plot([x, x], [100 * band[0], 100 * band[1]], color="0.55", lw=7, solid_capstyle="butt", zorder=1,
+                        label=f"95% chance band of the test acc ({100 * band[0]:.1f}-{100 * band[1]:.1f}%)")
+        ax_acc.scatter([x], [100 * rec.test_acc], marker="_", s=90, linewidths=2.2, color="C3", zorder=4,
                        label=f"final test acc ({rec.test_acc:.2%})")
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy (%)")

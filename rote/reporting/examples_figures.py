@@ -122,10 +122,13 @@ def _epoch_or_never(scores: dict, epochs: int) -> np.ndarray:
     return np.where(np.isnan(fl), epochs + 1, fl)
 
 
-def draw_first_learned(ax, scores: dict, epochs: int, legend: bool = True):
-    """CDFs of the first-learned epoch for kept and changed labels; 'never' counted at epochs + 1."""
+def draw_first_learned(ax, scores: dict, epochs: int, legend: bool = True) -> str:
+    """CDFs of the first-learned epoch for kept and changed labels; 'never' counted at epochs + 1.
+
+    Returns the groups' counts in words (for a panel's title when the legend is the figure's)."""
     e = _epoch_or_never(scores, epochs)
     xs = np.arange(1, epochs + 2)
+    words = []
     for mask, color, name in ((~scores["changed"], KEPT, "kept labels"), (scores["changed"], CHANGED,
                                                                           "changed labels")):
         if mask.sum() == 0:
@@ -134,7 +137,8 @@ def draw_first_learned(ax, scores: dict, epochs: int, legend: bool = True):
         never = np.isnan(scores["first_learned"][mask]).mean() * 100
         # the step of the last epoch drawn out to epochs + 0.5, so it shows as a level, not a bare rise
         ax.step([*xs[:-1], epochs + 0.5], [*cdf, cdf[-1]], where="post", color=color, lw=1.6,
-                label=f"{name} (n = {int(mask.sum())}; never learned: {never:.0f}%)")
+                label=f"{name} (n = {int(mask.sum())}; never learned: {never:.0f}%)" if legend else name)
+        words.append(f"{name.split()[0]} {int(mask.sum()):,}, never {never:.0f}%")
     ax.set_xlabel("epoch first predicted right")
     ax.set_ylabel("learned by then (%)")
     ax.set_ylim(0, 101)
@@ -144,31 +148,39 @@ def draw_first_learned(ax, scores: dict, epochs: int, legend: bool = True):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if legend:  # below the axes, never over the curves
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.42), fontsize=6.5, frameon=False)
+    return "; ".join(words)
 
 
-# at most this many points of each group (kept, changed) in a data map: more only hide each other
+# at most this many points of the larger group (kept, changed) in a data map: more only hide each other
 DATA_MAP_POINTS = 800
 
 
-def draw_data_map(ax, scores: dict, legend: bool = True):
+def draw_data_map(ax, scores: dict, legend: bool = True, fraction: float | None = None) -> str:
     """Confidence (mean probability of the given label) against its variability (std over epochs).
 
-    Each group is drawn as a fixed random sample of at most DATA_MAP_POINTS (the legend says so), light
-    enough that the density shows, with a cross at the group's median: thousands of points are a blot.
+    Both groups are drawn as one fixed random share of their examples (``fraction``; default: the share that
+    leaves at most DATA_MAP_POINTS of the larger group), so that their densities compare, light enough that the
+    density shows, with a cross at each group's median: thousands of points are a blot. Returns the groups'
+    counts in words (for a panel's title when the legend is the figure's).
     """
     ch = scores["changed"]
     rng = np.random.default_rng(0)  # the same sample every time the figure is drawn
+    if fraction is None:
+        fraction = data_map_fraction([scores])
+    words = []
     for mask, color, name, z in ((~ch, KEPT, "kept labels", 2), (ch, CHANGED, "changed labels", 3)):
         idx = np.flatnonzero(mask)
         if not len(idx):
             continue
-        shown = np.sort(rng.choice(idx, DATA_MAP_POINTS, replace=False)) if len(idx) > DATA_MAP_POINTS else idx
+        k = max(1, round(fraction * len(idx)))
+        shown = np.sort(rng.choice(idx, k, replace=False)) if k < len(idx) else idx
         x, y = scores["variability"][shown], scores["confidence"][shown]
         what = f"{name} ({len(idx):,}" + (f"; {len(shown):,} shown)" if len(shown) < len(idx) else ")")
-        ax.scatter(x, y, s=4, color=color, alpha=0.3 if len(shown) > 300 else 0.55, lw=0, zorder=z, label=what,
-                   rasterized=len(shown) > 500)
+        ax.scatter(x, y, s=4, color=color, alpha=0.4, lw=0, zorder=z,  # one alpha: densities compare
+                   label=what if legend else name, rasterized=len(shown) > 500)
         ax.plot(np.nanmedian(scores["variability"][idx]), np.nanmedian(scores["confidence"][idx]), marker="P",
                 ms=8, color=color, mec="white", mew=1.0, ls="none", zorder=5)
+        words.append(f"{name.split()[0]} {len(idx):,}")
     ax.plot([], [], marker="P", ms=4, color="0.3", mec="white", ls="none", label="median of each group")
     ax.set_xlabel("variability (std of p(label))")
     ax.set_ylabel("confidence\n(mean p(label))")
@@ -176,6 +188,13 @@ def draw_data_map(ax, scores: dict, legend: bool = True):
     ax.set_xlim(left=0)
     if legend:  # one column: as narrow as the panel, so that panels side by side keep their legends apart
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.42), fontsize=6.5, frameon=False, markerscale=2)
+    return ", ".join(words) + (f"; {fraction:.0%} shown" if fraction < 1 else "")
+
+
+def data_map_fraction(all_scores: list) -> float:
+    """One share of examples shown in every data map of a figure: at most DATA_MAP_POINTS of its largest group."""
+    largest = max((int(m.sum()) for s in all_scores for m in (s["changed"], ~s["changed"])), default=1)
+    return min(1.0, DATA_MAP_POINTS / max(largest, 1))
 
 
 def run_words(cfg: dict) -> str:

@@ -27,8 +27,8 @@ from rote.training.metrics import outcome_word
 from rote.reporting.results import (OUTCOMES, Condition, SweepData, condition_in_words, detection_rows, fit_epoch,
                                     incidence, load, mean_std, median_while_all_running, memorisation_events,
                                     representative_runs)
-from rote.reporting.style import (OUTCOME_COLORS, OUTCOME_MARKERS, RC, condition_color, legend, plt, save,
-                                  subplots)
+from rote.reporting.style import (OUTCOME_COLORS, OUTCOME_MARKERS, RC, condition_color, legend, legend_below, plt,
+                                  save, subplots)
 
 
 @dataclass(frozen=True)
@@ -141,56 +141,60 @@ def _by_epoch(data: SweepData, r, column: str, scale: float = 1.0) -> dict:
 NOT_REACHED = "median not reached"  # in _draw_fit's returned kinds: some condition had no median
 
 
+# the strip above a time axis, in axes fractions: what has no time to memorise is drawn there, never at a number
+DIED_AT, NOT_REACHED_AT = 1.04, 1.0
+
+
 def _not_fit_proxies(ax, kinds: set):
     """Legend entries for the runs that did not memorise."""
     if BUDGET_SPENT in kinds:
         ax.scatter([], [], marker="o", s=30, facecolors="none", edgecolors="0.3", lw=1.2,
-                   label="did not fit within budget")
+                   label="alive when its budget ran out (drawn at the budget: at least that long)")
     if kinds & {"collapsed", "diverged"}:
-        ax.scatter([], [], marker="x", s=30, color="0.3", lw=1.2, label="collapsed / diverged (at its last epoch)")
+        ax.scatter([], [], marker="x", s=30, color="0.3", lw=1.2,
+                   label="died (collapsed or diverged): never memorises, drawn above the plot")
 
 
 def _draw_fit(ax, series, jitter, *, scale=None, mean_label="median (cumulative incidence), 95% interval",
-              counts: bool = True, connect: bool = True) -> set:
+              connect: bool = True) -> tuple[set, dict]:
     """Epochs to memorise per condition: dots per run, the median of the cumulative incidence of
     memorisation with its 95% interval.
 
-    Runs whose budget ran out are censored at the epochs they ran (drawn hollow); collapsed / diverged
-    ones (drawn x) are competing events: they never memorise; a median never reached is drawn as an open triangle at the
-    longest budget. counts: write 'k/n' (runs memorised of runs) above each condition.
-    scale: per-series divisor (relative plots) or None. connect: join the medians of neighbouring
-    conditions (on a numeric axis); a line never crosses a condition whose median was not reached.
-    Returns the outcomes of runs drawn hollow or crossed, and NOT_REACHED if some median was not reached.
+    Runs whose budget ran out are censored at the epochs they ran (drawn hollow: at least that long);
+    collapsed / diverged ones are competing events that never memorise: they have no time, so they are
+    drawn as crosses in the strip above the plot, not at the epoch they stopped. A median never reached
+    has no value either: an open triangle on the top edge. scale: per-series divisor (relative plots) or
+    None. connect: join the medians of neighbouring conditions (on a numeric axis); a line never crosses a
+    condition whose median was not reached, nor joins two across a change of outcome.
+    Returns (the outcomes of runs drawn hollow or crossed, and NOT_REACHED if some median was not reached;
+    {x: ['k/n' memorised of runs, one per series]}).
     """
     missed: set = set()
+    counts: dict = {}
     ns = len(series)
+    edge = ax.get_xaxis_transform()  # x in data, y in axes fractions
     for si, (label, items) in enumerate(series):
         color = condition_color(si)
         div = 1.0 if scale is None else scale[si]
         if div is None:
             continue
-        mx, my, mlo, mhi, nr_x, nr_y = [], [], [], [], [], []
+        mx, my, mlo, mhi, nr_x = [], [], [], [], []
         segments: list = [[]]  # runs of neighbouring conditions whose median was reached
         for x, c in items:
             n = len(c.runs)
-            top = 0.0
             for j, r in enumerate(c.runs):
                 e = fit_epoch(r)[0]
                 xj = jitter(x, si * n + j, ns * n)  # the runs of all series side by side
                 if e is not None:
-                    top = max(top, e / div)
                     ax.scatter([xj], [e / div], s=14, color=color, alpha=0.55, lw=0, zorder=3)
+                elif r.outcome in ("collapsed", "diverged"):
+                    missed.add(r.outcome)
+                    ax.scatter([xj], [DIED_AT], marker="x", s=26, color=color, lw=1.1, zorder=5, transform=edge,
+                               clip_on=False)
                 else:
-                    outcome = r.outcome
-                    y = r.epochs_or_budget / div
-                    top = max(top, y)
-                    if outcome in ("collapsed", "diverged"):
-                        missed.add(outcome)
-                        ax.scatter([xj], [y], marker="x", s=30, color=color, lw=1.2, zorder=3)
-                    else:
-                        missed.add(BUDGET_SPENT)
-                        ax.scatter([xj], [y], marker="o", s=30, facecolors="none", edgecolors=color, lw=1.2,
-                                   zorder=3)
+                    missed.add(BUDGET_SPENT)
+                    ax.scatter([xj], [r.epochs_or_budget / div], marker="o", s=30, facecolors="none",
+                               edgecolors=color, lw=1.2, zorder=3)
             km = incidence(c.runs)  # collapse competing, budget censored
             if km.median is not None:
                 mx.append(x)
@@ -203,11 +207,7 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="median (cumulative 
             else:
                 segments.append([])
                 nr_x.append(x)
-                nr_y.append(max(memorisation_events(c.runs)[0] or [0]) / div)
-            if counts:
-                k = sum(r.memorized for r in c.runs)
-                ax.annotate(f"{k}/{n}", (x, top), textcoords="offset points", xytext=(0, 5 + 9 * si), ha="center",
-                            va="bottom", fontsize=7, color=color)
+            counts.setdefault(x, []).append(f"{sum(r.memorized for r in c.runs)}/{n}")
         if mx:
             ax.errorbar(mx, my, yerr=[mlo, mhi], color=color, marker="o", ms=5, ls="none", elinewidth=1.5,
                         capsize=3, zorder=4, label=label or mean_label)
@@ -216,15 +216,23 @@ def _draw_fit(ax, series, jitter, *, scale=None, mean_label="median (cumulative 
                     ax.plot([x for x, _ in seg], [y for _, y in seg], color=color, lw=1.5, zorder=4)
         if nr_x:
             missed.add(NOT_REACHED)
-            ax.scatter(nr_x, nr_y, marker="^", s=42, facecolors="white", edgecolors=color, lw=1.4, zorder=5)
+            ax.scatter(nr_x, [NOT_REACHED_AT] * len(nr_x), marker="^", s=46, facecolors="white", edgecolors=color,
+                       lw=1.4, zorder=6, transform=edge, clip_on=False)
         if not mx and label:
             ax.plot([], [], color=color, marker="o", ms=5, lw=1.5, label=label)
-    return missed
+    return missed, counts
 
 
 def _median_not_reached_proxy(ax):
     ax.scatter([], [], marker="^", s=42, facecolors="white", edgecolors="0.3", lw=1.4,
-               label="median not reached (fewer than half memorised)")
+               label="median not reached (fewer than half memorised): on the top edge")
+
+
+def _counts_in_ticks(ax, lay, counts: dict) -> None:
+    """'k/n' memorised under each condition's tick label, where it can hide nothing."""
+    ax.set_xticks(lay.ticks)
+    ax.set_xticklabels([f"{lab}\n{', '.join(counts.get(x, []))}" for x, lab in zip(lay.ticks, lay.ticklabels)],
+                       fontsize=7.5)
 
 
 def _budget_line(ax, conditions):
@@ -259,13 +267,15 @@ def learning_curves(data: SweepData):
     collapsed = 0
     for c in data.conditions:
         color = condition_color(c.index)
-        runs = []
+        runs, drawn = [], 0  # runs: the curves of the runs that did not die, whose median is drawn
         for r in c.runs:
             pts = _by_epoch(data, r, "loss")
             if pts:
-                runs.append(pts)
+                drawn += 1
                 ep = sorted(pts)
                 dead = r["result"].get("outcome") in ("collapsed", "diverged")
+                if not dead:
+                    runs.append(pts)
                 if dead:  # dashed and ending in a cross: a run that died looks nothing like one still on its plateau
                     collapsed += 1
                     ax.plot(ep, [pts[e] for e in ep], color=color, lw=0.9, ls=(0, (3, 2)), alpha=0.8, zorder=2)
@@ -274,16 +284,17 @@ def learning_curves(data: SweepData):
                     # a condition of one run has no median: its run is drawn as the legend shows it
                     single = len(c.runs) == 1
                     ax.plot(ep, [pts[e] for e in ep], color=color, lw=1.9 if single else 0.6, alpha=0.9 if single else 0.35)
-        if not runs:
+        if not drawn:
             continue
         ep, med = median_while_all_running(runs)
-        longest = max(max(p) for p in runs)
+        longest = max((max(p) for p in runs), default=0)
         early = bool(ep) and ep[-1] < longest
         stopped_early |= early
         label = c.label
         if len(runs) > 1 and ep:
-            # the legend says how far the median goes when the first run stopped early
-            label += f" (median of {len(runs)}" + (f", to epoch {ep[-1]})" if early else ")")
+            # the legend says which runs the median is of, and how far it goes when the first stopped early
+            of = f"{len(runs)}" if len(runs) == drawn else f"the {len(runs)} of {drawn} that did not die"
+            label += f" (median of {of}" + (f", to epoch {ep[-1]})" if early else ")")
             ax.plot(ep, med, color=color, lw=1.9, label=label)
             if early:
                 ax.plot([ep[-1]], [med[-1]], color=color, marker="|", ms=9, mew=1.9, ls="none")
@@ -300,9 +311,11 @@ def learning_curves(data: SweepData):
     ax.set_title("Learning curves")
     legend(ax, fontsize=7.5, outside=True)  # beside the axes: curves fill the whole plot
     caption = ("Training loss (mean over the epoch's batches) against epoch: thin lines are single runs, the thick "
-               "line of each condition the median over all its seeds, drawn only while every seed is still running"
-               + (" (it ends, at the bar, where the first seed stopped, memorised or collapsed: a median of the "
-                  "survivors alone would be a curve no run had)" if stopped_early else "")
+               "line of each condition the median over its seeds that did not die (a dead network's loss is "
+               "drawn on its own, not averaged with the living), drawn only while every one of them is still "
+               "running"
+               + (" (it ends, at the bar, where the first of them stopped: a median of the survivors alone would "
+                  "be a curve no run had)" if stopped_early else "")
                + ("; dashed lines ending in a cross are runs that collapsed (a dead network, stopped) or diverged"
                   if collapsed else "")
                + ". Cf. Zhang et al. 2017, Fig. 1a.")
@@ -373,35 +386,37 @@ def time_to_fit(data: SweepData):
     relative = any(b is not None for b in base)
     fig, axes = subplots(ncols=2 if relative else 1, width=3.8 if not lay.categorical else 5.2, height=3.4)
     ax = axes[0]
-    missed = _draw_fit(ax, series, jit, connect=not lay.categorical)
+    missed, counts = _draw_fit(ax, series, jit, connect=not lay.categorical)
     _budget_line(ax, data.conditions)
     _not_fit_proxies(ax, missed)
     if NOT_REACHED in missed:
         _median_not_reached_proxy(ax)
     ax.set_ylabel("epochs to memorise")
     ax.set_ylim(bottom=0)
-    ax.margins(y=0.12)
+    ax.margins(y=0.08)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("Time to memorise")
+    ax.set_title("Time to memorise", pad=16)
     _apply_layout(ax, lay)
-    if not relative:
-        legend(ax, fontsize=7.5, outside=True)
-    else:
+    _counts_in_ticks(ax, lay, counts)
+    if relative:
         ax2 = axes[1]
-        _draw_fit(ax2, series, jit, scale=base, counts=False, connect=not lay.categorical)
+        _draw_fit(ax2, series, jit, scale=base, connect=not lay.categorical)
         ax2.axhline(1.0, color="0.5", lw=1, ls="--", label="true labels = 1")
-        ax2.set_ylabel("time to memorise (true labels = 1)")
+        ax2.set_ylabel("epochs to memorise / true labels' median")
         ax2.set_ylim(bottom=0)
-        ax2.set_title("Relative to true labels")
+        ax2.margins(y=0.08)
+        ax2.set_title("Relative to true labels", pad=16)
         _apply_layout(ax2, lay)
-        legend(ax2, sources=[ax], fontsize=7.5, outside=True)
+        _counts_in_ticks(ax2, lay, counts)
+    legend_below(fig, axes, ncol=2)
     caption = ("Epochs until the whole training set is fitted: dots are runs that memorised; hollow circles runs "
-               "that did not fit within their epoch budget and x runs that collapsed (or diverged), each drawn at "
-               "the epoch it stopped. Markers with bars are the median epochs to memorise over all seeds, from the "
-               "cumulative incidence of memorisation (Aalen-Johansen; collapsed and diverged runs count as never "
-               "memorising, runs whose budget ran out are censored), with its 95% interval; an open triangle means "
-               "the incidence stays below one half (median not reached); k/n "
-               "above each condition counts the runs that memorised"
+               "still alive when their epoch budget ran out, drawn at the budget (they took at least that long). "
+               "Runs that died (collapsed or diverged) never memorise and have no such time: they are the crosses "
+               "in the strip above the plot. Markers with bars are the median epochs to memorise over all seeds, "
+               "from the cumulative incidence of memorisation (Aalen-Johansen; dead runs count as never "
+               "memorising, runs whose budget ran out are censored), with its 95% interval; an open triangle on "
+               "the top edge means the incidence stays below one half (no median); under each condition, k/n "
+               "counts the runs that memorised"
                + ("; right: divided by the median for true labels" if relative else "")
                + ". Cf. Zhang et al. 2017, Fig. 1b.")
     return fig, caption
@@ -506,7 +521,7 @@ def capacity(data: SweepData):
     ax_acc.set_ylabel("final training accuracy (%)")
     ax_acc.set_ylim(top=100.4)
     ax_acc.set_title("Fit at the end of training")
-    missed = _draw_fit(ax_ep, series, _jitter_log)
+    missed, counts = _draw_fit(ax_ep, series, _jitter_log)
     _budget_line(ax_ep, data.conditions)
     _not_fit_proxies(ax_ep, missed)
     if NOT_REACHED in missed:
@@ -516,12 +531,16 @@ def capacity(data: SweepData):
     ax_ep.set_ylabel("epochs to memorise")
     ax_ep.set_ylim(bottom=0)
     ax_ep.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_ep.set_title("Time to memorise")
+    ax_ep.margins(y=0.08)
+    ax_ep.set_title("Time to memorise", pad=16)
     for a in (ax_acc, ax_ep):
         a.set_xticks(ns)
         a.set_xticklabels([f"{n / 1000:g}k" if n >= 1000 else f"{int(n)}" for n in ns])
         a.minorticks_off()
-    legend(ax_ep, sources=[ax_acc], fontsize=7.5, outside=True)
+    ax_ep.set_xticklabels([f"{n / 1000:g}k" if n >= 1000 else f"{int(n)}" for n in ns], fontsize=7.5)
+    ax_ep.set_xticklabels([f"{lab.get_text()}\n{', '.join(counts.get(n, []))}"
+                           for n, lab in zip(ns, ax_ep.get_xticklabels())], fontsize=7.5)
+    legend_below(fig, [ax_acc, ax_ep], ncol=2)
     caption = ("Final accuracy on the training part and epochs to memorise it, against the number of training "
                "images (log scale): dots are runs that memorised, crosses runs that collapsed or diverged, hollow "
                "markers runs whose epoch budget ran out; the left line is the median over seeds. "
@@ -564,9 +583,12 @@ def clean_vs_corrupt(data: SweepData):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("training accuracy (%)")
+    right = max(a.get_xlim()[1] for a in axes)
+    for a in axes:  # panels that compare share their axes
+        a.set_xlim(0, right)
     axes[0].plot([], [], color="0.3", ls="-", label="kept labels")
     axes[0].plot([], [], color="0.3", ls="--", label="changed labels")
-    legend(axes[0], fontsize=7.5)
+    legend_below(fig, axes[:1], ncol=2)
     fig.suptitle("Kept vs changed labels", fontsize=11)
     caption = ("Accuracy against the training labels, on the examples whose label was kept (solid) and on those "
                "whose label was changed (dashed), evaluated on the whole training part in eval mode after each "
@@ -624,9 +646,9 @@ def memorise_vs_n(data: SweepData):
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.yaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("training images N")
-        ax.set_ylabel(f"{what} to memorise")
-        ax.set_title(f"{what.capitalize()} to memorise")
-        legend(ax, fontsize=7, outside=False, inside_max=4)
+        # the dots are times to memorise, the crosses times of death: the axis names neither alone
+        ax.set_ylabel(what)
+        ax.set_title(f"{what.capitalize()}: to memorise (dots),\nto death (crosses)", fontsize=9.5)
     ax = axes[2]
     for o, dx in (("memorized", -0.02), ("collapsed", 0.02)):
         xs, fr, lo, hi = [], [], [], []
@@ -638,7 +660,8 @@ def memorise_vs_n(data: SweepData):
             lo.append(100 * (k / n - w[0]))
             hi.append(100 * (w[1] - k / n))
         ax.errorbar(xs, fr, yerr=[lo, hi], color=OUTCOME_COLORS[o], marker=OUTCOME_MARKERS[o], ms=5, lw=1.2,
-                    capsize=3, label={"memorized": "memorised", "collapsed": "collapsed (dead network)"}[o])
+                    capsize=3, label={"memorized": "share of runs that memorised",
+                                      "collapsed": "share of runs that died (dead network)"}[o])
     for x, c in items:
         ax.annotate(f"n={len(c.runs)}", (x, 103), ha="center", fontsize=6.5, color="0.35")
     ax.set_xscale("log")
@@ -646,7 +669,7 @@ def memorise_vs_n(data: SweepData):
     ax.set_xlabel("training images N")
     ax.set_ylabel("runs (%)")
     ax.set_title("Outcomes (95% Wilson)")
-    ax.legend(fontsize=7, loc="center")
+    legend_below(fig, axes, ncol=3)
     for a in axes:
         a.set_xticks(ns)
         a.set_xticklabels([f"{int(n / 1000)}k" if n >= 1000 else f"{int(n)}" for n in ns])
@@ -668,26 +691,37 @@ def incidence_curves(data: SweepData):
     if not any(inc.n_events for _, inc in curves):
         raise Skip("no run memorised")
     fig, (ax,) = subplots(ncols=1, width=5.0, height=3.3)
+    end = max((t for _, inc in curves for t in inc.times), default=1.0)
+    flat = 0
     for i, (c, inc) in enumerate(curves):
         color = condition_color(i)
         t = [0.0] + inc.times
         f = [0.0] + inc.incidence
+        if not inc.n_events:  # no run memorised: a curve on the 0% line, drawn dashed and below it to be seen
+            flat += 1
+            ax.plot([0.0, max(t[-1], end)], [-1.5 * flat] * 2, color=color, lw=1.5, ls=(0, (4, 2)), clip_on=False,
+                    label=f"{c.label or 'all runs'} (n={inc.n}: none memorised, {inc.n_competing} dead, "
+                          f"{inc.n_censored} censored; at 0%)")
+            continue
         ax.step(t, [100 * v for v in f], where="post", color=color, lw=1.5,
                 label=f"{c.label or 'all runs'} (n={inc.n}: {inc.n_events} memorised, {inc.n_competing} "
                       f"dead, {inc.n_censored} censored)")
         ax.fill_between(t, [100 * v for v in [0.0] + inc.low], [100 * v for v in [0.0] + inc.high], step="post",
                         color=color, alpha=0.15, lw=0)
     ax.axhline(50, color="0.4", ls=":", lw=1)
-    ax.set_ylim(0, 100)
+    ax.set_ylim(-1.5 * flat - 1.5, 101.5)
+    ax.set_yticks([0, 25, 50, 75, 100])
     ax.set_xlim(left=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("runs memorised by this epoch (%)")
     ax.set_title("Cumulative incidence of memorisation")
-    legend(ax, fontsize=7, outside=len(curves) > 3)
+    legend_below(fig, [ax], ncol=1)
     caption = ("The estimated share of runs that have memorised by each epoch (Aalen-Johansen), with its 95% "
                "pointwise band: a collapsed (dead) or diverged run counts as never memorising, a run still alive "
                "when its budget ran out is censored there. The median is where a curve crosses the dotted 50% "
-               "line; a curve that stays below it has no median.")
+               "line; a curve that stays below it has no median"
+               + ("; a condition in which no run memorised is a dashed line just below 0%, where it would "
+                  "otherwise lie hidden on the axis" if flat else "") + ".")
     return fig, caption
 
 
@@ -786,14 +820,33 @@ def detection_auroc(data: SweepData):
     if len(levels) == 1:  # one level: a line per score would be nine markers on one x; one row per score instead
         return _auroc_dots(pts, levels[0])
     fig, (ax,) = subplots(width=4.8, height=3.4)
+
+    def outcomes(d):  # what the networks behind a point did: a line never joins memorised to dead
+        return tuple(sorted({r.outcome for r in conds[d["condition"]].runs}))
+    unlike = False
     for i, ((score, extra), items) in enumerate(pts.items()):
         items.sort(key=lambda t: t[0])
-        ax.errorbar([x for x, _ in items], [d["auroc_mean"] for _, d in items],
-                    yerr=[d["auroc_std"] or 0.0 for _, d in items], color=condition_color(i), marker="o", ms=4,
-                    lw=1.3, capsize=2.5, label=score + (f", {extra}" if extra else ""))
+        color = condition_color(i)
+        ax.plot([], [], color=color, marker="o", ms=4, lw=1.3, label=score + (f", {extra}" if extra else ""))
+        seg: list = []
+        for k, (x, d) in enumerate(items):
+            if seg and outcomes(seg[-1][1]) != outcomes(d):
+                seg = []
+            seg.append((x, d))
+            full = outcomes(d) == ("memorized",)
+            unlike |= not full
+            ax.errorbar([x], [d["auroc_mean"]], yerr=[d["auroc_std"] or 0.0], color=color, marker="o", ms=4,
+                        mfc=color if full else "white", capsize=2.5, ls="none", zorder=3)
+            if len(seg) > 1:
+                ax.plot([seg[-2][0], x], [seg[-2][1]["auroc_mean"], d["auroc_mean"]], color=color, lw=1.3, zorder=2)
+    if unlike:
+        ax.plot([], [], color="0.3", marker="o", mfc="white", ls="none",
+                label="not every network memorised there (e.g. all dead): not joined")
     ax.axhline(0.5, color="0.3", ls="--", lw=1, label="chance (0.5)")
+    dead_at = {x for x in levels if all(r.outcome in ("collapsed", "diverged") for c in data.conditions
+                                        if corruption_level(c.settings.get("labels")) == x for r in c.runs)}
     ax.set_xticks(levels)
-    ax.set_xticklabels([f"{x:g}" for x in levels])
+    ax.set_xticklabels([f"{x:g}" + ("\n(all dead)" if x in dead_at else "") for x in levels])
     ax.set_xlabel(CORRUPTION_X)
     ax.set_ylabel("AUROC for the changed labels")
     ax.set_ylim(0, 1.02)
@@ -801,7 +854,9 @@ def detection_auroc(data: SweepData):
     legend(ax, fontsize=7.5, outside=True)
     caption = ("AUROC of each per-example score as a detector of the training labels rote changed, against the "
                "share of labels changed (P; random labels at 1): mean ± std over seeds. 0.5 is chance; below it "
-               "the score points the other way. True labels (P = 0) have no changed label to find. Each run's "
+               "the score points the other way. True labels (P = 0) have no changed label to find. A hollow marker "
+               "is a level where not every network memorised (at P = 1 with the seed's recipe every network died, "
+               "so its scores describe dead networks); lines join only levels whose runs ended alike. Each run's "
                "numbers are its detection.csv; all of them, with precision@k, in detection_summary.csv "
                "(`rote table`).")
     return fig, caption
@@ -861,33 +916,47 @@ def _rep_title(c, r) -> str:
     return f"{c.label}\n(seed {r['config']['seed']})"
 
 
-def _per_run_panels(data: SweepData, draw):
-    """One panel per condition, drawn by draw(ex, ax, record) for its representative run (seed 0)."""
+def _per_run_panels(data: SweepData, draw, shared_xlim=None):
+    """One panel per condition for its representative run (seed 0), drawn by draw(ex, ax, record, scores)
+    (which returns the panel's counts in words, for its title); the panels share their axes and one legend
+    below them all, which can hide no panel's data."""
     ex, reps = _reps(data)
-    fig, axes = _panels(len(reps))
+    fig, axes = _panels(len(reps), height=3.0)
     for ax, (c, r) in zip(axes, reps):
-        draw(ex, ax, r)
-        ax.set_title(_rep_title(c, r), fontsize=9)
+        words = draw(ex, ax, r)
+        ax.set_title(f"{c.label} (seed {r['config']['seed']})\n{words}", fontsize=8.5)
+    if shared_xlim is not None:
+        for ax in axes:
+            ax.set_xlim(*shared_xlim(axes))
+    legend_below(fig, axes, ncol=3, markerscale=2)
     return fig
 
 
 @figure("first_learned", "When examples are learned: kept vs changed labels")
 def first_learned(data: SweepData):
     fig = _per_run_panels(data, lambda ex, ax, r: ex.draw_first_learned(
-        ax, ex.read_scores(r.dir), r.epochs_or_budget))
+        ax, ex.read_scores(r.dir), r.epochs_or_budget, legend=False),
+        shared_xlim=lambda axes: (0.8, max(a.get_xlim()[1] for a in axes)))
     caption = ("For one run per condition (seed 0): the share of training examples first predicted right by each "
-               "epoch, for kept and for changed labels; examples never learned are left out of the curve (their "
-               "share is in the legend). Arpit et al. 2017: networks fit the clean examples first.")
+               "epoch, for kept and for changed labels, on one epoch axis for all panels; examples never learned "
+               "are left out of the curve (their share is in each panel's title). Arpit et al. 2017: networks fit "
+               "the clean examples first.")
     return fig, caption
 
 
 @figure("data_map", "Data maps")
 def data_map(data: SweepData):
-    fig = _per_run_panels(data, lambda ex, ax, r: ex.draw_data_map(ax, ex.read_scores(r.dir)))
+    ex, reps = _reps(data)
+    frac = ex.data_map_fraction([ex.read_scores(r.dir) for _, r in reps])
+    fig = _per_run_panels(data, lambda ex, ax, r: ex.draw_data_map(ax, ex.read_scores(r.dir), legend=False,
+                                                                    fraction=frac),
+                          shared_xlim=lambda axes: (0.0, max(a.get_xlim()[1] for a in axes)))
     caption = ("For one run per condition (seed 0): each training example's confidence (mean probability of its "
                "given label over the epochs) against its variability (the std of that probability), red where "
-               "rote changed the label (Swayamdipta et al. 2020, dataset cartography). Each group shows a fixed random "
-               "sample of at most 800 examples (the legend gives both counts), with a cross at its median.")
+               "rote changed the label (Swayamdipta et al. 2020, dataset cartography), on the same axes in every "
+               f"panel. Every group in every panel shows the same random share of its examples ({frac:.0%}), so "
+               "densities compare; a cross marks each group's median. A network that died (every prediction "
+               "constant) has no variability: its points lie on the left edge.")
     return fig, caption
 
 

@@ -91,3 +91,17 @@ def legend(ax, *, sources=(), outside: bool | None = None, inside_max: int = 3, 
         leg.set_in_layout(False)  # tight_layout keeps the axes' size; save's bbox_inches="tight" adds the legend
         return leg
     return ax.legend(handles, labels, **{"loc": "best", **kw})
+
+
+def legend_below(fig, axes, ncol: int = 3, **kw):
+    """One legend for the whole figure, below its panels, with every axes' entries once: it can hide nothing."""
+    handles, labels = [], []
+    for a in axes:
+        for h, lab in zip(*a.get_legend_handles_labels()):
+            if lab not in labels and not lab.startswith("_"):
+                handles.append(h)
+                labels.append(lab)
+    if not handles:
+        return None
+    return fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(ncol, len(handles)),
+                      frameon=False, **{"fontsize": 7.5, **kw})
