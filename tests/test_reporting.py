@@ -601,3 +601,19 @@ def test_panels_that_compare_share_their_axes(store):
         fig, _ = draw(load(store))
         axes = [a for a in fig.axes if a.get_visible() and a.axison]
         assert len(axes) >= 2 and len({a.get_xlim() for a in axes}) == 1, draw.__name__
+
+
+def test_report_tables_show_no_chance_band_for_true_labels_and_no_empty_detection_rows(store, tmp_path):
+    from rote.reporting.results import detection_rows
+    from rote.reporting.table import detection_cells, display_columns
+
+    data = load(store)
+    rows = summary_rows(data)
+    headers, cells, _ = display_columns(rows, data.varying)
+    band = headers.index("test chance band")
+    for r, c in zip(rows, cells):
+        assert (c[band] == "-") == (r["labels"] == "true"), (r["labels"], c[band])
+    _, det = detection_cells(detection_rows(data))
+    assert det and not any("true" in c[0] for c in det) and all(c[3] != "-" for c in det)
+    text = write_report(store, tmp_path / "r.html").read_text()
+    assert "<h3>Outcomes and time</h3>" in text and "<h3>Accuracies</h3>" in text

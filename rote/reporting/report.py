@@ -21,7 +21,8 @@ from rote.reporting.figures import FIGURES, draw_figures
 from rote.reporting.results import CONFIG_FIELDS, OUTCOMES, SweepData, fit_epoch, fmt_value, load, summary_rows
 from rote.reporting.results import detection_rows
 from rote.training.metrics import outcome_word
-from rote.reporting.table import DETECTION_NOTE, NOTE, detection_cells, display_columns
+from rote.reporting.table import (DETECTION_NOTE, NOTE, chance_applies, detection_cells,
+                                  display_columns)
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
@@ -106,19 +107,31 @@ def _runs_table(data: SweepData) -> str:
             rows.append((c.label, r.seed, (outcome_word(outcome), f"o-{outcome}"), r.epochs_run or "-",
                          "-" if epoch is None else epoch,
                          _pct(r.train_acc), _pct(r.test_acc),
-                         "-" if None in band else f"{100 * band[0]:.1f}-{100 * band[1]:.1f}%",
-                         r.result.get("verdict", "-"), r.key))
+                         "-" if None in band or not chance_applies(r["config"].get("labels")) else
+                         f"{100 * band[0]:.1f}-{100 * band[1]:.1f}%",
+                         r.result.get("verdict", "-") if chance_applies(r["config"].get("labels")) else "-", r.key))
     return _table(["condition", "seed", "outcome", "epochs", "memorised at", "train acc", "test acc",
                    "test chance band", "test vs chance", "key"], rows,
                   right=[False, True, False, True, True, True, True, True, False, False])
 
 
+# the summary's columns in two tables, so that neither needs scrolling sideways
+OUTCOME_COLUMNS = ("condition", "seeds", "memorised", "collapsed", "other outcomes", "median epochs to memorise",
+                   "median s to memorise", "epochs run")
+
+
 def _summary(data: SweepData) -> str:
     headers, cells, right = display_columns(summary_rows(data), data.varying)
-    out = _table(headers, cells, right) + f'<p class="note">{e(NOTE)}</p>'
+    out = ""
+    for title, keep in (("Outcomes and time", lambda h: h in OUTCOME_COLUMNS),
+                        ("Accuracies", lambda h: h == "condition" or h not in OUTCOME_COLUMNS)):
+        cols = [i for i, h in enumerate(headers) if keep(h)]
+        out += f"<h3>{title}</h3>" + _table([headers[i] for i in cols], [[c[i] for i in cols] for c in cells],
+                                            [right[i] for i in cols])
+    out += f'<p class="note">{e(NOTE)}</p>'
     det = detection_rows(data)
-    if det:
-        h, c = detection_cells(det)
+    h, c = detection_cells(det) if det else ([], [])
+    if c:
         out += ("<h3>Finding the changed labels</h3>" + _table(h, c, [False, False] + [True] * (len(h) - 2))
                 + f'<p class="note">{e(DETECTION_NOTE)}</p>')
     return out

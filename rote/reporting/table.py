@@ -60,7 +60,7 @@ def display_columns(rows: list[dict], varying: list[str]) -> tuple[list[str], li
     right = [False] + [True] * 9 + [False]
     cells = []
     for r in rows:
-        band = ("-" if r["chance_low_mean"] is None
+        band = ("-" if r["chance_low_mean"] is None or not chance_applies(r.get("labels"))
                 else f"{100 * r['chance_low_mean']:.1f}-{100 * r['chance_high_mean']:.1f}%")
         cells.append([r["condition"], str(r["n_seeds"]),
                       _pct(r["train_acc_mean"], r["train_acc_std"]), _pct(r["test_acc_mean"], r["test_acc_std"]), band,
@@ -231,14 +231,24 @@ def format_memorization(summaries) -> str:
 DETECTION_NOTE = ("Each score ranks the training examples, most suspicious first (rote.analysis.detection); "
                   "AUROC: the chance that a changed label ranks above a kept one (0.5 = chance, undefined without "
                   "changed labels); precision@k: the share of changed labels among the k top-ranked examples, k = "
-                  "the number of changed labels (chance k/n). Mean ± std over the seeds with a detection.csv.")
+                  "the number of changed labels (chance k/n). Mean ± std over the seeds with a detection.csv; "
+                  "conditions without changed labels (true labels) have nothing to find and are left out.")
+
+
+def chance_applies(labels) -> bool:
+    """Does a test accuracy's chance band say something for runs with these labels? Not for true labels, which
+    a network can learn: there the band is what luck would give a network that had learned nothing.
+    (None: a table whose labels do not vary; the band is shown.)"""
+    return labels is None or str(labels) not in ("true", "True")
 
 
 def detection_cells(det: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The detection table's cells; conditions with no changed label (true labels), where no score has
+    anything to find, are left out rather than shown as rows of '-'."""
     headers = ["condition", "score", "seeds", "AUROC", "precision@k", "k", "chance precision"]
     cells = [[d["condition"], d["score"], str(d["n_runs"]), _plain(d["auroc_mean"], d["auroc_std"], 3),
               _plain(d["precision_at_k_mean"], d["precision_at_k_std"], 3), f"{d['k_mean']:.0f}",
-              f"{d['chance_precision']:.3f}"] for d in det]
+              f"{d['chance_precision']:.3f}"] for d in det if d["auroc_mean"] is not None]
     return headers, cells
 
 
