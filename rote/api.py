@@ -97,11 +97,12 @@ def run(cfg: Optional[RunConfig] = None, *, out: Optional[PathLike] = None, data
     into another's directory: an existing ``out`` is an error unless ``overwrite=True``, which replaces
     it (only a run directory, one with config.json).
     """
+    from rote.config import identify
     from rote.experiments.run import load_model, run as run_one
 
     if cfg is not None and not isinstance(cfg, RunConfig):
         raise ConfigError(f"rote.run takes a RunConfig (from rote.config) or settings as keywords, got {cfg!r}")
-    cfg = RunConfig.from_dict(settings, base=cfg) if settings or cfg is None else cfg
+    cfg = identify(RunConfig.from_dict(settings, base=cfg) if settings or cfg is None else cfg)
     out = None if out is None else Path(out)
     if out is not None and out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise RoteError(f"out={str(out)!r} already exists and is not empty; pass another out=, or overwrite=True "

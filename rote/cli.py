@@ -12,6 +12,9 @@ from rote.errors import RoteError
 from rote.interrupt import EXIT_TERMINATED, Terminated, sigterm_as_interrupt
 
 # help for each run setting; the flag is --name-with-dashes
+# settings rote sets itself (rote.config.identify); no flag
+SET_BY_ROTE = ("model_source", "data_source", "optimizer_source")
+
 RUN_HELP = {
     "dataset": "dataset: mnist, fashion-mnist, cifar10, or npz:PATH (your own: one .npz with x_train, y_train, "
                "x_test, y_test) (default: %(default)s)",
@@ -31,15 +34,24 @@ RUN_HELP = {
              "package.module:function, called as function(in_shape=(C, H, W), classes=K) (default: %(default)s)",
     "init": "initialisation: keras (Glorot-uniform, zero bias; the seed's) or torch (default: %(default)s)",
     "dropout": "dropout before the last layer (default: %(default)s)",
-    "optimizer": "adam (the seed's, as PyTorch computes it), adam-keras1 (exactly Keras 1.2's update) or sgd "
-                 "with momentum (default: %(default)s)",
+    "optimizer": "adam (the seed's, as PyTorch computes it), adam-keras1 (exactly Keras 1.2's update), adamw "
+                 "(decoupled weight decay), sgd with momentum, or your own as package.module:function, called "
+                 "with (params, cfg) and returning a torch.optim.Optimizer (default: %(default)s)",
     "loss": "ce (exact cross-entropy) or keras1 (Keras 1.2's: probabilities clipped to [1e-7, 1-1e-7], so "
             "confident mistakes get no gradient) (default: %(default)s)",
     "lr": "learning rate (default: %(default)s)",
     "momentum": "SGD momentum (default: %(default)s)",
     "weight_decay": "L2 weight decay (default: %(default)s)",
-    "schedule": "learning-rate schedule: constant, or step (x step-gamma every step-every epochs) "
-                "(default: %(default)s)",
+    "schedule": "learning-rate schedule: constant, step (x step-gamma every step-every epochs), or cosine "
+                "(half a cosine from lr to 0 over the epoch budget after the warm-up) (default: %(default)s)",
+    "model_source": "set by rote, never given: the SHA-256 (16 hex) of the source file of a model given as "
+                    "package.module:function; an edited model makes new runs (default: %(default)s)",
+    "data_source": "set by rote, never given: the SHA-256 (16 hex) of a dataset given as npz:PATH; an edited "
+                   "file makes new runs (default: %(default)s)",
+    "optimizer_source": "set by rote, never given: the SHA-256 (16 hex) of the source file of an optimizer given "
+                        "as package.module:function (default: %(default)s)",
+    "warmup_epochs": "epochs of linear learning-rate warm-up (lr x epoch / K) before the schedule "
+                     "(default: %(default)s)",
     "step_every": "epochs between learning-rate steps (default: %(default)s)",
     "step_gamma": "learning-rate factor per step (default: %(default)s)",
     "augment_shift": "random shifts of up to this many pixels, 0 for none (default: %(default)s)",
@@ -102,6 +114,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     defaults = RunConfig()
     g = p.add_argument_group("run settings (defaults are the seed experiment)")
     for f in fields(RunConfig):
+        if f.name in SET_BY_ROTE:  # the identity of a user's model and data: measured, never given
+            continue
         if f.name == "channels_last":  # an optional switch: a pair of flags, auto when neither is given
             m = g.add_mutually_exclusive_group()
             m.add_argument("--channels-last", dest="cfg_channels_last", action="store_const", const="true",
@@ -127,8 +141,10 @@ def nonnegative_float(text: str) -> float:
 
 
 def _config_from(args) -> RunConfig:
+    from rote.config import identify
+
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
-    return RunConfig.from_dict(overrides)
+    return identify(RunConfig.from_dict(overrides))
 
 
 def plural(n: int, word: str) -> str:

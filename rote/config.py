@@ -32,9 +32,9 @@ INPUT_CORRUPTIONS = ("none", "shuffled-pixels", "random-pixels", "gaussian")
 PREPROCESSES = ("none", "zhang")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("keras", "torch")
-OPTIMIZERS = ("adam", "adam-keras1", "sgd")
+OPTIMIZERS = ("adam", "adam-keras1", "adamw", "sgd")  # or a user's package.module:function (rote.training.optim)
 LOSSES = ("ce", "keras1")
-SCHEDULES = ("constant", "step")
+SCHEDULES = ("constant", "step", "cosine")
 # The seed's 99.7%: a run has memorised its training part when a full pass in
 # eval mode fits at least this share (or --stop-at, when one is set).
 MEMORIZED_AT = 0.997
@@ -46,7 +46,8 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 LARGEST_LR = FLOAT32_MAX / 10
 
 # Settings added after stores of results existed, with the value that means "as before".
-KEY_NEUTRAL = {"preprocess": "none", "subset": None, "label_seed": None}
+KEY_NEUTRAL = {"preprocess": "none", "subset": None, "label_seed": None, "model_source": None,
+               "data_source": None, "optimizer_source": None, "warmup_epochs": 0}
 
 
 def fit_threshold(stop_at: Optional[float]) -> float:
@@ -84,6 +85,9 @@ class RunConfig:
     schedule: str = "constant"  # "step": lr x step_gamma every step_every epochs
     step_every: int = 1
     step_gamma: float = 0.95  # Zhang et al.: decay factor 0.95 per epoch
+    # the first K epochs' lr rises linearly to lr (lr x epoch / K), before any schedule; "cosine" then decays it
+    # to 0 over the rest of the epoch budget
+    warmup_epochs: int = 0
     augment_shift: int = 0  # random shifts of up to this many pixels
     batch_size: int = 32
     epochs: int = 1000
@@ -99,6 +103,12 @@ class RunConfig:
     # memory layout of images and convolutions: none (auto) is channels-last for one model on a CPU,
     # where it is faster, and contiguous otherwise; it changes the last bits of a convolution, not the study
     channels_last: Optional[bool] = None
+    # what a user's own code and data were, set by rote (``identify``), never by hand: the SHA-256 (16 hex) of
+    # the source of a factory model's module (model: package.module:function) and of an npz dataset's file.
+    # They are settings in all but name: an edited model or data file makes new runs, never reuses old ones.
+    model_source: Optional[str] = None
+    data_source: Optional[str] = None
+    optimizer_source: Optional[str] = None  # likewise for optimizer: package.module:function
 
     # -- construction -------------------------------------------------------
 
@@ -122,7 +132,7 @@ class RunConfig:
     def validate(self) -> None:
         """Check ranges and names; raise ConfigError with a one-line fix."""
         from rote.data.corruption import parse_label_corruption, parse_input_corruption
-        from rote.models import check_model_name
+        from rote.models import check_model_name, is_factory_path
 
         if self.n_train < 1:
             raise ConfigError(f"n_train must be positive, got {self.n_train}")
@@ -157,7 +167,14 @@ class RunConfig:
         if self.step_every < 1 or not (0 < self.step_gamma <= 1):
             raise ConfigError("step_every must be >= 1 and step_gamma in (0, 1]")
         _choice("init", self.init, INITS)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not is_optimizer_factory(self.optimizer):
+            _choice("optimizer", self.optimizer, OPTIMIZERS)
+        else:
+            from rote.training.optim import load_optimizer_factory
+
+            load_optimizer_factory(self.optimizer)
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         _choice("loss", self.loss, LOSSES)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, DEVICES)
@@ -166,6 +183,11 @@ class RunConfig:
         parse_label_corruption(self.labels)
         parse_input_corruption(self.inputs)
         check_model_name(self.model)
+        if self.dropout > 0 and is_factory_path(self.model):
+            # rote's own models take dropout as an argument; a user's factory builds its layers itself, so a
+            # dropout setting would be recorded as applied while nothing applied it
+            raise ConfigError(f"dropout={self.dropout:g} cannot apply to '{self.model}': a factory builds its own "
+                              f"layers; put nn.Dropout in the model itself and leave dropout at 0")
         n_val = self.n_val
         if self.n_train - n_val < 1:
             raise ConfigError(f"n_train={self.n_train} with val_split={self.val_split} leaves no training images")
@@ -312,3 +334,102 @@ def _quote(value: Any, limit: int = 60) -> str:
     """repr(value) cut to ``limit`` characters: a value quoted in an error keeps the line short."""
     text = repr(value) if len(str(value)) < 10 * limit else repr(str(value)[:limit])
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# -- the identity of a user's own model and data --------------------------------------------------------------
+
+_DIGESTS: dict = {}  # (path, size, mtime_ns) -> digest: a file is hashed once per process
+
+
+def file_digest(path) -> str:
+    """The SHA-256 of a file's bytes, 16 hex digits (as keys are)."""
+    import os
+
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()[:16]
+    return _DIGESTS[key]
+
+
+def model_source_digest(model: str) -> Optional[str]:
+    """The digest of the module that defines a factory model (package.module:function); None for rote's own
+    models, or a module without a source file."""
+    import importlib
+    import inspect
+
+    from rote.models import is_factory_path, load_factory
+
+    if not is_factory_path(model):
+        return None
+    load_factory(model)  # importable and callable, or one line saying why not
+    module = importlib.import_module(model.partition(":")[0])
+    try:
+        path = inspect.getsourcefile(module)
+    except TypeError:  # a built-in or compiled module
+        path = None
+    return file_digest(path) if path else None
+
+
+def data_source_digest(dataset: str) -> Optional[str]:
+    """The digest of a user's npz file (dataset npz:PATH); None for the named datasets, which rote verifies."""
+    from rote.data.npz import is_npz_name, npz_path
+
+    if not is_npz_name(dataset):
+        return None
+    path = npz_path(dataset)
+    try:
+        return file_digest(path)
+    except OSError as e:
+        raise ConfigError(f"dataset '{dataset}': cannot read {path}: {e.strerror or e}") from None
+
+
+def is_optimizer_factory(name: str) -> bool:
+    """A user's ``package.module:function`` rather than one of OPTIMIZERS."""
+    from rote.models.registry import _FACTORY
+
+    return name not in OPTIMIZERS and bool(_FACTORY.fullmatch(name))
+
+
+def optimizer_source_digest(optimizer: str) -> Optional[str]:
+    """The digest of the module that defines a user's optimizer factory; None for rote's own optimizers."""
+    import importlib
+    import inspect
+
+    if not is_optimizer_factory(optimizer):
+        return None
+    module = importlib.import_module(optimizer.partition(":")[0])
+    try:
+        path = inspect.getsourcefile(module)
+    except TypeError:
+        path = None
+    return file_digest(path) if path else None
+
+
+def identify(cfg: RunConfig) -> RunConfig:
+    """The config with the identity of its user's model and optimizer source and npz data filled in (what a
+    run records)."""
+    return dataclasses.replace(cfg, model_source=model_source_digest(cfg.model),
+                               data_source=data_source_digest(cfg.dataset),
+                               optimizer_source=optimizer_source_digest(cfg.optimizer))
+
+
+def check_identity(cfg: RunConfig) -> None:
+    """Refuse, in one line, to train a config whose user's model or data changed since it was made (a resume,
+    a sweep planned before the edit)."""
+    for what, recorded, now, fix in (
+            ("model", cfg.model_source, lambda: model_source_digest(cfg.model), "its module's source"),
+            ("dataset", cfg.data_source, lambda: data_source_digest(cfg.dataset), "its file"),
+            ("optimizer", cfg.optimizer_source, lambda: optimizer_source_digest(cfg.optimizer), "its module's source")):
+        if recorded is None:
+            continue
+        current = now()
+        if current != recorded:
+            name = {"model": cfg.model, "dataset": cfg.dataset, "optimizer": cfg.optimizer}[what]
+            raise ConfigError(f"{what} '{name}' changed since these settings were made ({fix} was {recorded}, "
+                              f"is now {current}); results of one version are never continued with another: "
+                              f"start a new run (or sweep into another --out)")

@@ -45,7 +45,7 @@ def test_expansion_is_grid_times_seeds():
     (TINY.replace("random,", "randon,"), "line 8: field 'labels': unknown labels 'randon'"),
     (TINY.replace("seeds: 2", "seeds: 0"), "line 9: 'seeds' must be a positive count"),
     (TINY + "extra: 1\n", "line 10: unknown key 'extra'"),
-    ("name: x\nbase: {}\n", "'grid' must map"),
+    ("name: x\nbase: {}\ngrid: {}\n", "'grid' must map"),
     (TINY.replace("grid:\n", "grid:\n  seed: [1, 2]\n"), "line 8: put seeds under the top-level 'seeds' key"),
     ("grid: [1, 2", "not valid YAML"),
 ])

@@ -54,7 +54,7 @@ def _cell(text: str) -> str:
 
 
 def render() -> str:
-    from rote.cli import RUN_HELP, build_parser
+    from rote.cli import RUN_HELP, SET_BY_ROTE, build_parser
     from rote.config import KEY_NEUTRAL, RunConfig
 
     defaults = RunConfig()
@@ -79,6 +79,8 @@ def render() -> str:
         default = getattr(defaults, f.name) if f.default is not MISSING or f.default_factory is not MISSING else None
         if f.name == "channels_last":
             flag, shown = "`--channels-last`, `--no-channels-last`", "auto"
+        elif f.name in SET_BY_ROTE:
+            flag, shown = "(none: set by rote)", _value(default)
         else:
             flag, shown = f"`--{f.name.replace('_', '-')}`", _value(default)
         help_text = re.sub(r"\s*\(default: [^()]*(\([^()]*\)[^()]*)*\)\s*$", "", RUN_HELP.get(f.name, ""))

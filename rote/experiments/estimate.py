@@ -150,7 +150,7 @@ def estimate(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = None
     used = finished_epochs(p)
     prior = p.sweep.expect_epochs
     n_from_runs = sum(len(used[k]) for k in {_what(c) for c in p.todo} if k in used)
-    by_prior = 0
+    by_prior = fixed = 0
     low = high = bound = 0.0
     known = True
     steps_timed = 0
@@ -177,7 +177,11 @@ def estimate(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = None
         typical, upper = [], []
         for c in g:
             seen = used.get(_what(c))
-            if seen:
+            if c.stop_at is None and c.collapse_patience == 0:  # nothing stops it early: it runs its budget
+                fixed += 1
+                typical.append(float(c.epochs))
+                upper.append(float(c.epochs))
+            elif seen:
                 typical.append(min(c.epochs, float(np.median(seen))))
                 upper.append(min(c.epochs, float(np.percentile(seen, 75))))
             elif prior:
@@ -189,7 +193,9 @@ def estimate(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = None
         if known:
             low += seconds(max(typical), sp.step)
             high += seconds(max(upper), sp.step_slow)
-    if n_from_runs and by_prior:
+    if fixed and not (n_from_runs or by_prior):
+        epochs_from = "fixed: no stop rule (stop_at none, collapse_patience 0), every run trains its budget"
+    elif n_from_runs and by_prior:
         epochs_from = f"from {_plural(n_from_runs, 'finished run')}, else expect_epochs: {prior} in the sweep file"
     elif n_from_runs:
         epochs_from = f"from {_plural(n_from_runs, 'finished run')}"

@@ -66,6 +66,7 @@ def plan(sweep: Sweep, sweep_dir: Path, data_dir=None) -> Plan:
     store.check_writable()
     done_keys = store.done_keys()
     runs = {c.key(): c for c in sweep.configs}  # a run listed twice runs once
+    _refuse_other_versions(store, [c for k, c in runs.items() if k not in done_keys])
     return Plan(sweep, store, [c for k, c in runs.items() if k not in done_keys],
                 [c for k, c in runs.items() if k in done_keys], shapes)
 
@@ -100,3 +101,31 @@ def step_macs(cfgs: list[RunConfig], shapes: dict, group: int = 1) -> Optional[i
             return None
         worst = max(worst, macs)
     return worst or None
+
+
+IDENTITY = ("model_source", "data_source", "optimizer_source")
+
+
+def _refuse_other_versions(store: Store, todo: list) -> None:
+    """A store whose records were made from another version of a user's model or data, for settings that are
+    otherwise these: refused in one line, never silently reused and never mixed in with the new ones."""
+    if not any(getattr(c, k) for c in todo for k in IDENTITY) or not store.runs.is_dir():
+        return
+    def rest(d):
+        return tuple(sorted((k, repr(v)) for k, v in d.items() if k not in IDENTITY and k != "seed"))
+    wanted = {rest(c.to_dict()): c for c in todo}
+    stale = []
+    for r in store.records():
+        c = wanted.get(rest(r["config"]))
+        if c is not None and any(r["config"].get(k) != getattr(c, k) for k in IDENTITY):
+            stale.append((r, c))
+    if stale:
+        r, c = stale[0]
+        name = {"model_source": c.model, "data_source": c.dataset, "optimizer_source": c.optimizer}
+        what = " and ".join(f"{k.split('_')[0]} '{name[k]}' "
+                            f"({r['config'].get(k)} then, {getattr(c, k)} now)"
+                            for k in IDENTITY if r["config"].get(k) != getattr(c, k))
+        raise ConfigError(f"{store.root} holds {len(stale)} finished run{'s' * (len(stale) != 1)} of these settings "
+                          f"made from another version of the {what}; they are not reused and not mixed with "
+                          f"new ones: sweep into another --out, or remove those runs from {store.runs} to run "
+                          f"them again")

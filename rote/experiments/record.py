@@ -841,17 +841,30 @@ def fit_epoch(record) -> tuple[Optional[int], Optional[float]]:
     return None, None
 
 
+def label_columns(labels) -> tuple:
+    """(kind, P) of a label corruption as numbers a DataFrame can filter on: 'partial:0.4' -> ('partial', 0.4);
+    true labels have P = 0, random and permuted labels P = 1; (None, None) if it cannot be read."""
+    from rote.data.corruption import parse_label_corruption
+
+    try:
+        c = parse_label_corruption(str(labels))
+    except RoteError:
+        return None, None
+    return c.kind, {"true": 0.0, "random": 1.0, "permute": 1.0}.get(c.kind, c.p)
+
+
 def index_csv(records: Iterable[Record]) -> str:
     """index.csv of a store: one row per record (as read_record gives them), for pandas."""
     cfg_fields = [f.name for f in fields(RunConfig)]
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["key", *cfg_fields, *INDEX_RESULT_FIELDS, "chance_low", "chance_high", "chance_histogram"])
+    w.writerow(["key", *cfg_fields, "label_kind", "label_p", *INDEX_RESULT_FIELDS, "chance_low", "chance_high",
+                "chance_histogram"])
     for r in records:
         res, chance = r["result"], r["result"].get("chance", {})
         low, high = chance.get("band") or [None, None]
         w.writerow([_cell(v) for v in (
-            r["key"], *[r["config"].get(f) for f in cfg_fields],
+            r["key"], *[r["config"].get(f) for f in cfg_fields], *label_columns(r["config"].get("labels")),
             *[res.get("epochs" if f == "epochs_run" else f) for f in INDEX_RESULT_FIELDS],
             low, high, chance.get("histogram"))])
     return buf.getvalue()

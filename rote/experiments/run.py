@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from rote.atomic import write_atomic
-from rote.config import RunConfig, resolve_device
+from rote.config import RunConfig, check_identity, resolve_device
 from rote.data.prepare import prepare
 from rote.errors import RoteError
 from rote.models import check_fits, check_model, meta_parameters
 from rote.experiments.record import (CHECKPOINT, DISK_FULL, MODEL, close_record, environment, make_run_dir,
                                     open_record, write_failed)
+from rote.training.optim import check_optimizer
 from rote.training.records import EpochRecord
 from rote.training.metrics import chance_sentence
 
@@ -302,13 +303,15 @@ def _run(cfg: RunConfig, run_dir: Path, *, data_dir: Optional[str] = None, datas
     from rote.data.sources import load_dataset
 
     cfg.validate()
+    check_identity(cfg)  # a user's model or data edited since these settings were made: refused
+    check_optimizer(cfg)
     device = resolve_device(cfg.device)
     if dataset is None:
         dataset = load_dataset(cfg.dataset, data_dir=data_dir, log=log)
     data = prepare(dataset, cfg)
     # the shape the model sees (after preprocessing); too big for this device or a wrong shape: one line, nothing written
-    check_model(cfg.model, in_shape=tuple(data.x_fit.shape[1:]), classes=data.classes, device=device,
-                optimizer=cfg.optimizer, momentum=cfg.momentum)
+    parameters = check_model(cfg.model, in_shape=tuple(data.x_fit.shape[1:]), classes=data.classes, device=device,
+                             optimizer=cfg.optimizer, momentum=cfg.momentum)
     if not resume:
         if run_dir.is_dir() and (run_dir / CHECKPOINT).is_file():
             raise RoteError(f"output directory {run_dir} holds an unfinished run; go on with it with "
@@ -321,12 +324,13 @@ def _run(cfg: RunConfig, run_dir: Path, *, data_dir: Optional[str] = None, datas
             log(f"the run in {run_dir} had finished (its checkpoint was left behind); nothing to train")
             return run_dir, done[0]
         return _train_logged(cfg, run_dir, dataset, data, device, log, progress, on_epoch, checkpoint_every,
-                             save_model)
+                             save_model, parameters)
 
 
-def _train_logged(cfg, run_dir, dataset, data, device, log, progress, on_epoch, checkpoint_every, save_model):
+def _train_logged(cfg, run_dir, dataset, data, device, log, progress, on_epoch, checkpoint_every, save_model,
+                  parameters):
     """The run's console lines around train_into: settings and data first, one line an epoch, the verdict."""
-    env = environment(device, dataset)
+    env = {**environment(device, dataset), "model_parameters": parameters}
     log(f"rote {env['rote']}  torch {env['torch']}  python {env['python']}  device {env['device']}"
         f" ({env['threads']} threads)")
     log("settings:\n" + cfg.describe())

@@ -38,7 +38,7 @@ from typing import Any, Optional
 
 import yaml
 
-from rote.config import RunConfig
+from rote.config import RunConfig, identify
 from rote.errors import ConfigError
 
 TOP_KEYS = ("name", "description", "base", "cases", "grid", "seeds", "expect_epochs")
@@ -196,9 +196,10 @@ def parse_sweep(text: str, where: str = "<sweep>") -> Sweep:
     _, grid_node = _find(root, "grid")
     if grid_node is not None and not isinstance(data.get("grid"), dict):
         raise err(grid_node, "'grid' must map run settings to non-empty lists of values")
-    if not grid and not cases:
-        raise err(grid_node or root, "'grid' must map at least one run setting to a non-empty list of values "
-                  "(or give 'cases')")
+    # neither: a sweep over seeds of the base run alone; an empty grid given is a mistake, not that
+    if grid_node is not None and not grid and not cases:
+        raise err(grid_node, "'grid' must map at least one run setting to a non-empty list of values "
+                  "(or give 'cases', or leave both out for a sweep over the seeds of the base run)")
     for (k, v_node), (key, values) in zip(grid_node.value if grid_node is not None else [], grid.items()):
         if not isinstance(values, list) or not values:
             raise err(v_node, f"grid field {short(key)} needs a non-empty list of values, e.g. {short(key)}: [a, b]")
@@ -248,7 +249,7 @@ def parse_sweep(text: str, where: str = "<sweep>") -> Sweep:
     conditions = []
     for point in sweep.conditions():
         try:
-            conditions.append(RunConfig.from_dict({**point, "seed": seeds[0]}, base=base_cfg))
+            conditions.append(identify(RunConfig.from_dict({**point, "seed": seeds[0]}, base=base_cfg)))
         except ConfigError as e:
             raise err(grid_node or cases_node or root, f"condition {short(point, 120)}: {e}") from None
     # the seed is the only field that changes, and every seed is checked above (>= 0): no need to validate

@@ -44,8 +44,23 @@ def create_model(name: str, *, in_shape: tuple[int, int, int], classes: int, dro
                  init: str = "keras", generator: torch.Generator | None = None) -> nn.Module:
     """A freshly initialised model for images ``in_shape`` = (C, H, W) and ``classes`` classes."""
     model = build(name, in_shape=in_shape, classes=classes, dropout=dropout)
+    materialise(model, in_shape)
     initialise(model, init, generator)
     return model
+
+
+def materialise(model: nn.Module, in_shape) -> None:
+    """Give lazy layers (nn.LazyLinear, ...) their parameters: one batch of zeros through the model in eval
+    mode (no dropout drawn from the global generator, no batch-norm statistics changed). Others: nothing."""
+    from rote.models.checks import has_lazy_parameters
+
+    if not has_lazy_parameters(model):
+        return
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(2, *in_shape, device=next(iter(model.buffers()), torch.zeros(0)).device))
+    model.train(was)
 
 
 def initialise(model: nn.Module, init: str, generator: torch.Generator | None = None) -> None:

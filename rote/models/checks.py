@@ -79,10 +79,26 @@ def check_fits(name: str, parameters: int, device: torch.device, optimizer: str 
 
 
 def meta_model(name: str, in_shape, classes: int) -> nn.Module:
-    """The model built on the meta device: every shape, no memory. ConfigError for a bad name or argument."""
+    """The model built on the meta device: every shape, no memory. ConfigError for a bad name or argument.
+
+    A model with lazy layers (nn.LazyLinear, ...), whose parameters exist only after a forward pass, is
+    materialised by one batch of ``in_shape`` on the meta device, so that its parameters can be counted."""
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore")  # zero-size layers warn here; the forward pass says what is wrong
-        return build(name, in_shape=tuple(in_shape), classes=classes, dropout=0.0)
+        model = build(name, in_shape=tuple(in_shape), classes=classes, dropout=0.0)
+        if has_lazy_parameters(model):
+            try:
+                with torch.no_grad():
+                    model(torch.zeros(CHECK_BATCH, *in_shape))
+            except Exception as e:
+                raise ConfigError(f"model '{name}': its lazy layers could not be set up by one batch of shape "
+                                  f"{(CHECK_BATCH, *in_shape)} ({_one_line(e)})") from None
+        return model
+
+
+def has_lazy_parameters(model: nn.Module) -> bool:
+    """Does the model hold parameters that only a forward pass gives a shape (lazy layers)?"""
+    return any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters())
 
 
 def meta_parameters(name: str, in_shape, classes: int) -> int | None:
@@ -160,7 +176,7 @@ def check_model(name: str, *, in_shape, classes: int, device: torch.device | Non
         check_fits(name, sum(p.numel() for p in meta.parameters()), device, optimizer, momentum, models)
     if factory:
         model = build(name, in_shape=tuple(in_shape), classes=classes, dropout=0.0)
-        check_forward(name, model, in_shape, classes)
+        check_forward(name, model, in_shape, classes)  # materialises lazy layers, if any, before the count
         return sum(p.numel() for p in model.parameters())
     check_forward(name, meta, in_shape, classes)
     return sum(p.numel() for p in meta.parameters())

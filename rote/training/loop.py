@@ -43,7 +43,7 @@ from rote.training.stopping import Stopper
 
 # settings that must agree for runs to share one stacked model and one optimiser
 SHARED_FIELDS = ("dataset", "preprocess", "n_train", "subset", "model", "optimizer", "loss", "lr", "momentum",
-                 "weight_decay", "schedule", "step_every", "step_gamma", "batch_size", "val_split", "dropout",
+                 "weight_decay", "schedule", "step_every", "step_gamma", "warmup_epochs", "batch_size", "val_split", "dropout",
                  "augment_shift", "device", "channels_last")
 # the per-run arrays put on the device, one row per run: (R, n, ...)
 SPLITS = ("fit", "val", "test", "out")
