@@ -128,10 +128,10 @@ class SweepResult:
     """A sweep's store after ``rote.sweep``: where it is and what happened to its runs this time."""
 
     dir: Path
-    runs: int  # runs in the sweep
-    already: int  # finished before this call (kept, not redone)
-    done: int  # finished by this call
-    failed: int  # failed in this call (described in dir/failed/; call again to retry)
+    runs: list  # the keys of the sweep's runs (each names dir/runs/KEY once finished)
+    already: list  # the keys of those finished before this call (kept, not redone)
+    done: list  # the keys of those finished by this call
+    failed: list  # the keys of those that failed in this call (described in dir/failed/; call again to retry)
 
     def load(self):
         """(runs, histories) of the store, as ``rote.load`` gives them."""
@@ -153,7 +153,7 @@ def _check_sweep_options(*, jobs, group, retries, backend) -> None:
 def sweep(file_or_dict: Union[PathLike, dict], *, out: Optional[PathLike] = None, jobs: Optional[int] = None,
           group: Optional[int] = None, backend: str = "local", address: Optional[str] = None, retries: int = 2,
           data_dir: Optional[PathLike] = None, progress: bool = False, overwrite: bool = False,
-          tensorboard: Optional[PathLike] = None) -> SweepResult:
+          tensorboard: Optional[PathLike] = None, save_model: Optional[bool] = None) -> SweepResult:
     """Run a sweep into its store, as ``rote sweep`` does; return a SweepResult.
 
     ``file_or_dict``: a sweep file's path, a shipped study's name
@@ -164,7 +164,8 @@ def sweep(file_or_dict: Union[PathLike, dict], *, out: Optional[PathLike] = None
     ``overwrite=True`` deletes an existing store first (only a sweep's
     store) and starts afresh. ``progress=True`` shows a progress bar, in a
     notebook as in a terminal; ``jobs``, ``group``, ``backend``, ``address``,
-    ``retries`` are `rote sweep`'s options of the same names.
+    ``retries`` are `rote sweep`'s options of the same names; ``save_model=True`` keeps every run's final
+    weights (model.pt; default: the sweep file's ``save_model``).
     """
     from rote.experiments import execute
     from rote.experiments.studies import resolve_study
@@ -200,7 +201,11 @@ def sweep(file_or_dict: Union[PathLike, dict], *, out: Optional[PathLike] = None
 
             bar = tqdm(total=len(p.todo), unit="run", disable=not progress or not p.todo)
 
+            landed = {"done": [], "failed": []}
+
             def on_result(r, counts):
+                if r["status"] in landed:
+                    landed[r["status"]].append(r["key"])
                 if tensorboard is not None and r["status"] == "done":
                     from rote.experiments.tracking import log_record
 
@@ -211,7 +216,8 @@ def sweep(file_or_dict: Union[PathLike, dict], *, out: Optional[PathLike] = None
 
             counts = execute.run_sweep(p, jobs=jobs, group=group, backend=backend, address=address,
                                        retries=retries, data_dir=None if data_dir is None else str(data_dir),
-                                       on_result=on_result, log=bar.write if progress else (lambda s: None))
+                                       on_result=on_result, log=bar.write if progress else (lambda s: None),
+                                       save_model=save_model)
             bar.close()
             ok = True
         finally:
@@ -220,7 +226,8 @@ def sweep(file_or_dict: Union[PathLike, dict], *, out: Optional[PathLike] = None
         raise _in_python_words(e) from None
     if counts["interrupted"]:
         raise KeyboardInterrupt
-    return SweepResult(root, len({c.key() for c in sw.configs}), len(p.done), counts["done"], counts["failed"])
+    return SweepResult(root, list(dict.fromkeys(c.key() for c in sw.configs)), [c.key() for c in p.done],
+                       landed["done"], landed["failed"])
 
 
 def load(store: PathLike):

@@ -92,6 +92,7 @@ the sweep file (YAML):
     - {inputs: shuffled-pixels}
   seeds: 5                   # 5 means seeds 0-4; or a list: [0, 3, 7]
   expect_epochs: 40          # optional: epochs a run is expected to take, for the estimate
+  save_model: true           # optional: keep every run's final weights (model.pt), as rote run --save-model
 
 The runs are cases x grid x seeds (here 2 x 4 x 5 = 40). Every run is checked before
 anything trains: an unknown key or a bad value is an error naming its line.
@@ -230,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint_flag(sw)
     sw.add_argument("--dry-run", action="store_true", help="show the plan and the estimate, run nothing")
     sw.add_argument("--no-estimate", action="store_true", help="skip the time estimate")
+    sw.add_argument("--save-model", action="store_true", help="keep every run's final weights in its model.pt "
+                    "(as rote run --save-model; or save_model: true in the sweep file)")
     sw.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
                     help="also log each run's scalars per epoch, its settings and result for TensorBoard, one "
                     "subdirectory of DIR per run named by its condition and key (needs the tensorboard package)")
@@ -456,7 +459,8 @@ def cmd_sweep(args) -> int:
 
     counts = execute.run_sweep(plan, jobs=args.jobs, group=args.group, backend=args.backend, address=args.address,
                                retries=args.retries, data_dir=args.data_dir, threads=args.threads,
-                               on_result=on_result, log=bar.write, checkpoint_every=args.checkpoint_every)
+                               on_result=on_result, log=bar.write, checkpoint_every=args.checkpoint_every,
+                               save_model=args.save_model or sweep.save_model)
     bar.close()
     if counts["interrupted"]:
         print(f"\n{'terminated' if counts['terminated'] else 'interrupted'}: {counts['done']} run(s) finished and "
@@ -465,6 +469,18 @@ def cmd_sweep(args) -> int:
         return EXIT_TERMINATED if counts["terminated"] else 130
     print(f"{counts['done']} run(s) finished, {counts['failed']} failed; index: {out / 'index.csv'}" if plan.todo
           else f"nothing to run; index in {out / 'index.csv'}")
+    if tb is not None:  # the runs finished before (an earlier sweep, one without --tensorboard) are logged too
+        from rote.experiments.tracking import log_record
+
+        logged = 0
+        for c in plan.done:
+            logdir = tb / f"{tb_names[c.key()]}_{c.key()[:8]}"
+            if not logdir.exists():
+                log_record(logdir, plan.store.record_dir(c.key()))
+                logged += 1
+        print(f"TensorBoard: {plural(len(plan.done) + counts['done'], 'run')} in {tb}"
+              + (f" ({logged} finished earlier, logged now)" if logged else "")
+              + f"; tensorboard --logdir {tb}")
     if counts["failed"]:
         print(f"failed runs are described in {out / 'failed'}; rerun the same command to retry them")
         return 1
@@ -496,7 +512,9 @@ def _fmt_range(low: float, high: float) -> str:
 
 def condition_names(sweep) -> dict[str, str]:
     """{run key: 'labels=partial:0.4 seed=1'}: the settings that vary across the sweep, then the seed."""
-    varying = [f.name for f in fields(RunConfig) if f.name != "seed"
+    from rote.config import IDENTITY_FIELDS
+
+    varying = [f.name for f in fields(RunConfig) if f.name != "seed" and f.name not in IDENTITY_FIELDS
                and len({getattr(c, f.name) for c in sweep.configs}) > 1]
     return {c.key(): " ".join([f"{k}={getattr(c, k)}" for k in varying] + [f"seed={c.seed}"])
             for c in sweep.configs}

@@ -338,6 +338,10 @@ def _quote(value: Any, limit: int = 60) -> str:
 
 # -- the identity of a user's own model and data --------------------------------------------------------------
 
+# settings that follow from others (the code or bytes behind model, dataset, optimizer): they tell versions
+# apart, never name a condition
+IDENTITY_FIELDS = ("model_source", "data_source", "optimizer_source")
+
 _DIGESTS: dict = {}  # (path, size, mtime_ns) -> digest: a file is hashed once per process
 
 

@@ -92,14 +92,14 @@ def test_sweep_from_a_dict_resumes_and_overwrites(tmp_path, mnist, capsys):
     spec = {"name": "d", "base": {"n_train": 100, "epochs": 1, "model": "mlp:16", "record_examples": False,
                                   "device": "cpu"}, "grid": {"labels": ["true", "random"]}}
     s = rote.sweep(spec, out=tmp_path / "store", jobs=1, progress=True)
-    assert (s.dir, s.runs, s.already, s.done, s.failed) == (tmp_path / "store", 2, 0, 2, 0)
+    assert (s.dir, len(s.runs), s.already, sorted(s.done), s.failed) == (tmp_path / "store", 2, [], sorted(s.runs), [])
     assert "2/2" in capsys.readouterr().err  # tqdm's bar, as a notebook would show it
     runs, _ = s.load()
     assert sorted(runs.labels) == ["random", "true"]
     again = rote.sweep(spec, out=tmp_path / "store", jobs=1)
-    assert (again.already, again.done) == (2, 0)  # resumed: nothing run twice
+    assert (len(again.already), again.done) == (2, [])  # resumed: nothing run twice
     fresh = rote.sweep({**spec, "seeds": [3]}, out=tmp_path / "store", jobs=1, overwrite=True)
-    assert (fresh.already, fresh.done) == (0, 2)
+    assert (fresh.already, len(fresh.done)) == ([], 2) and sorted(fresh.done) == sorted(fresh.runs)
     assert sorted(fresh.load()[0].seed) == [3, 3]  # the old store's runs are gone
     (tmp_path / "f").write_text("")
     with pytest.raises(rote.errors.RoteError, match="out=") as e:

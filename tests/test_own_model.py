@@ -176,3 +176,32 @@ def test_dry_run_knows_the_epochs_when_nothing_stops_a_run_early(tmp_path, mnist
     assert main(["sweep", str(f), "--out", str(tmp_path / "s"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "epochs: fixed: no stop rule" in out and "unknown" not in out
+
+
+def test_tensorboard_logs_a_store_finished_without_it(tmp_path, mnist, capsys):
+    pytest.importorskip("tensorboard")
+    f = tmp_path / "s.yaml"
+    f.write_text('name: s\nbase: {model: "mlp:8", n_train: 100, epochs: 1, device: cpu, record_examples: false}\n'
+                 'seeds: 2\n')
+    assert main(["sweep", str(f), "--out", str(tmp_path / "st"), "--no-estimate"]) == 0
+    assert main(["sweep", str(f), "--out", str(tmp_path / "st"), "--no-estimate", "--tensorboard",
+                 str(tmp_path / "tb")]) == 0
+    assert "2 finished earlier, logged now" in capsys.readouterr().out
+    logs = sorted((tmp_path / "tb").iterdir())
+    assert len(logs) == 2 and all(any(d.glob("events.out.tfevents.*")) for d in logs)
+
+
+def test_a_sweep_keeps_the_weights_when_asked(tmp_path, mnist):
+    import rote
+    from rote.experiments.run import load_model
+
+    spec = {"name": "w", "base": {"model": "mlp:8", "n_train": 100, "epochs": 1, "device": "cpu",
+                                  "record_examples": False}, "seeds": 2, "save_model": True}
+    rote.sweep(spec, out=tmp_path / "w")
+    runs = sorted((tmp_path / "w" / "runs").iterdir())
+    assert len(runs) == 2 and all((r / "model.pt").is_file() for r in runs)
+    assert load_model(runs[0]) is not None
+    rote.sweep({**spec, "save_model": False}, out=tmp_path / "n")
+    assert not any((r / "model.pt").exists() for r in (tmp_path / "n" / "runs").iterdir())
+    with pytest.raises(ConfigError, match="'save_model' must be true or false"):
+        rote.sweep({**spec, "save_model": "yes"}, out=tmp_path / "x")

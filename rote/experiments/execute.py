@@ -30,7 +30,7 @@ from rote.experiments.trainer import train_records
 
 
 def execute_group(cfgs: list[RunConfig], store_root: str, data_dir=None, threads: Optional[int] = None,
-                  checkpoint_every: Optional[float] = None) -> list[dict]:
+                  checkpoint_every: Optional[float] = None, save_model: bool = False) -> list[dict]:
     """Train runs (compatible ones together, as one batched model) into the store, on this machine.
 
     Safe to call twice for the same run, concurrently or after a crash: the
@@ -44,7 +44,7 @@ def execute_group(cfgs: list[RunConfig], store_root: str, data_dir=None, threads
     for t in tmps:  # claimed now, under this process's name: if the process dies, the driver knows what it held
         t.mkdir(parents=True, exist_ok=True)
     try:
-        outs = train_records(cfgs, tmps, data_dir, threads, checkpoint_every)
+        outs = train_records(cfgs, tmps, data_dir, threads, checkpoint_every, save_model)
     except BaseException:  # Ctrl-C, SIGTERM: not failed; a rerun resumes what kept a checkpoint, redoes the rest
         for t in tmps:
             if not (t / CHECKPOINT).is_file():
@@ -59,7 +59,7 @@ _busy = False  # in a pool's worker: is it training runs now?
 
 
 def _execute_sent(cfg_dicts: list[dict], store_root: str, data_dir=None, threads: Optional[int] = None,
-                  checkpoint_every: Optional[float] = None) -> list[dict]:
+                  checkpoint_every: Optional[float] = None, save_model: bool = False) -> list[dict]:
     """execute_group in a pool's worker: the settings cross the process boundary as plain dicts. SIGTERM
     (the driver stopping, or the pool stopping the others when one worker died) checkpoints the runs and
     ends the worker with EXIT_TERMINATED, which tells the driver it did not die of its own runs."""
@@ -67,7 +67,7 @@ def _execute_sent(cfg_dicts: list[dict], store_root: str, data_dir=None, threads
     _busy = True
     try:
         return execute_group([RunConfig.from_dict(d) for d in cfg_dicts], store_root, data_dir, threads,
-                             checkpoint_every)
+                             checkpoint_every, save_model)
     except Terminated:
         os._exit(EXIT_TERMINATED)
     finally:
@@ -105,7 +105,7 @@ def _worker_init(parent: int, threads: int) -> None:
 
 def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int], None] = lambda r, running: None,
               group: int = 1, retries: int = 2, checkpoint_every: Optional[float] = None,
-              threads: Optional[int] = None) -> None:
+              threads: Optional[int] = None, save_model: bool = False) -> None:
     """Run the plan's to-do list here: in this process for jobs=1, else in a pool of processes.
 
     With group > 1, compatible runs are trained together as one batched model.
@@ -123,7 +123,8 @@ def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int]
     threads = use_threads(threads, jobs, step_macs=step_macs(p.todo, p.shapes, group))
     if jobs <= 1:
         for g in groups:
-            for r in execute_group(g, str(p.store.root), data_dir, checkpoint_every=checkpoint_every):
+            for r in execute_group(g, str(p.store.root), data_dir, checkpoint_every=checkpoint_every,
+                                   save_model=save_model):
                 left -= 1
                 on_result(r, min(len(g), left))
         return
@@ -140,7 +141,7 @@ def run_local(p: Plan, jobs: int, data_dir=None, on_result: Callable[[dict, int]
         workers: dict = {}  # pid -> process, to learn afterwards how each ended
         try:
             futures = {pool.submit(_execute_sent, [c.to_dict() for c in groups[i]], str(p.store.root), data_dir,
-                                   threads, checkpoint_every): i for i in queue}
+                                   threads, checkpoint_every, save_model): i for i in queue}
             workers.update(getattr(pool, "_processes", None) or {})
             for f in as_completed(futures):
                 workers.update(getattr(pool, "_processes", None) or {})
@@ -225,7 +226,8 @@ def start_store(p: Plan) -> int:
 def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = None, backend: str = "local",
               address: Optional[str] = None, retries: int = 2, data_dir=None, threads: Optional[int] = None,
               on_result: Callable[[dict, dict], None] = lambda r, counts: None,
-              log: Callable[[str], None] = print, checkpoint_every: Optional[float] = None) -> dict:
+              log: Callable[[str], None] = print, checkpoint_every: Optional[float] = None,
+              save_model: Optional[bool] = None) -> dict:
     """Run a plan's to-do list into its store (start_store first); returns the counts, as ``on_result`` gets them.
 
     ``jobs`` local processes (default: see ``parallelism``) of ``threads`` threads each or a Ray cluster;
@@ -233,8 +235,11 @@ def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = Non
     finish. Ctrl-C or SIGTERM returns with counts['interrupted'] (and counts['terminated'] for SIGTERM):
     what finished is kept and indexed, the runs in flight keep checkpoints that the next sweep resumes from.
     ``checkpoint_every``: seconds between the runs' checkpoints (0: every epoch; default
-    rote.training.checkpoint.DEFAULT_INTERVAL).
+    rote.training.checkpoint.DEFAULT_INTERVAL). ``save_model``: keep each run's final weights (model.pt);
+    default: the sweep file's ``save_model``.
     """
+    if save_model is None:
+        save_model = p.sweep.save_model
     if retries < 0:
         raise ConfigError(f"retries must be >= 0, got {retries}")
     stale = start_store(p)
@@ -258,10 +263,10 @@ def run_sweep(p: Plan, *, jobs: Optional[int] = None, group: Optional[int] = Non
             from rote.experiments.ray_backend import run_ray
 
             run_ray(p, address=address, data_dir=data_dir, retries=retries, on_result=landed, group=group,
-                    gpu=device == "cuda", checkpoint_every=checkpoint_every)
+                    gpu=device == "cuda", checkpoint_every=checkpoint_every, save_model=save_model)
         elif p.todo:
             run_local(p, jobs, data_dir, landed, group=group, retries=retries, checkpoint_every=checkpoint_every,
-                      threads=threads)
+                      threads=threads, save_model=save_model)
     except KeyboardInterrupt as e:
         counts["interrupted"], counts["terminated"] = True, isinstance(e, Terminated)
     try:

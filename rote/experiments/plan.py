@@ -103,7 +103,7 @@ def step_macs(cfgs: list[RunConfig], shapes: dict, group: int = 1) -> Optional[i
     return worst or None
 
 
-IDENTITY = ("model_source", "data_source", "optimizer_source")
+from rote.config import IDENTITY_FIELDS as IDENTITY  # noqa: E402
 
 
 def _refuse_other_versions(store: Store, todo: list) -> None:

@@ -70,7 +70,7 @@ def _send_checkpoints(path: Path, key: str, keeper, stop: threading.Event) -> No
 
 
 def train_remote(cfg_dicts: list[dict], data_dir, threads: int, keeper=None,
-                 checkpoint_every: Optional[float] = None) -> list[dict]:
+                 checkpoint_every: Optional[float] = None, save_model: bool = False) -> list[dict]:
     """Runs on a Ray worker: train a group of runs in scratch directories, return their outcomes and files.
     The settings cross to the worker as plain dicts. With a keeper: start from its checkpoint of this group
     and send it each new one."""
@@ -87,7 +87,8 @@ def train_remote(cfg_dicts: list[dict], data_dir, threads: int, keeper=None,
                 write_atomic(dests[0] / CHECKPOINT, blob)
             threading.Thread(target=_send_checkpoints, args=(dests[0] / CHECKPOINT, cfgs[0].key(), keeper, stop),
                              daemon=True).start()
-        outs = train_records(cfgs, dests, data_dir=data_dir, threads=threads, checkpoint_every=checkpoint_every)
+        outs = train_records(cfgs, dests, data_dir=data_dir, threads=threads, checkpoint_every=checkpoint_every,
+                             save_model=save_model)
         for out, dest in zip(outs, dests):
             if out["status"] == "done":
                 out["files"] = {p.name: p.read_bytes() for p in dest.iterdir() if p.is_file()}
@@ -99,7 +100,7 @@ def train_remote(cfg_dicts: list[dict], data_dir, threads: int, keeper=None,
 
 def run_ray(plan, *, address=None, data_dir=None, retries: int = 2, group: int = 1, gpu: bool = False,
             on_result: Callable[[dict, int], None] = lambda r, running: None,
-            checkpoint_every: Optional[float] = None) -> None:
+            checkpoint_every: Optional[float] = None, save_model: bool = False) -> None:
     """Run the plan's to-do list on a Ray cluster (a local one without ``address``), one task per group.
 
     ``gpu``: each task asks for one GPU. ``on_result(outcome, runs still running)`` is called as each run lands.
@@ -127,7 +128,8 @@ def run_ray(plan, *, address=None, data_dir=None, retries: int = 2, group: int =
         if path.is_file():
             start[g[0].key()] = path.read_bytes()
     keeper = ray.remote(num_cpus=0)(Keeper).remote(start)
-    pending = {task.remote([c.to_dict() for c in g], data_dir, cpus, keeper, checkpoint_every): g for g in groups}
+    pending = {task.remote([c.to_dict() for c in g], data_dir, cpus, keeper, checkpoint_every, save_model): g
+               for g in groups}
     left = len(plan.todo)
     try:
         _collect(ray, plan, pending, left, total_cpus // cpus * group, on_result, keeper)

@@ -41,7 +41,7 @@ import yaml
 from rote.config import RunConfig, identify
 from rote.errors import ConfigError
 
-TOP_KEYS = ("name", "description", "base", "cases", "grid", "seeds", "expect_epochs")
+TOP_KEYS = ("name", "description", "base", "cases", "grid", "seeds", "expect_epochs", "save_model")
 MAX_RUNS = 100_000  # a sweep that expands to more is almost surely a typo (and would not finish)
 # Bounds on the file itself. The shipped studies are a few KB, nest 4 deep and hold under 200 values.
 MAX_BYTES = 1 << 20
@@ -76,6 +76,9 @@ class Sweep:
     # the epochs a typical run is expected to take (a stated prior for the time estimate, used until the
     # store has finished runs of the same kind); None: unknown
     expect_epochs: Optional[int] = None
+    # keep every run's final weights (model.pt), as `rote run --save-model`: a sweep's option, not a run
+    # setting (it changes no number and no key)
+    save_model: bool = False
 
     def conditions(self) -> list[dict]:
         """The grid points, without seeds."""
@@ -239,13 +242,16 @@ def parse_sweep(text: str, where: str = "<sweep>") -> Sweep:
             raise err(v_node, f"grid field {short(key)} lists a value twice")
 
     seeds = list(range(seeds_raw)) if isinstance(seeds_raw, int) else list(seeds_raw)
+    save_model = data.get("save_model", False)
+    if not isinstance(save_model, bool):
+        raise err(_find(root, "save_model")[1], f"'save_model' must be true or false, got {short(save_model)}")
     expect = data.get("expect_epochs")
     if "expect_epochs" in data and not (isinstance(expect, int) and not isinstance(expect, bool) and expect >= 1):
         raise err(_find(root, "expect_epochs")[1], f"'expect_epochs' must be a positive whole number of epochs "
                   f"(the prior for the time estimate), got {short(expect)}")
 
     sweep = Sweep(name=name, description=str(data.get("description") or ""), base=base, cases=cases, grid=grid,
-                  seeds=seeds, configs=[], source=text, expect_epochs=expect)
+                  seeds=seeds, configs=[], source=text, expect_epochs=expect, save_model=save_model)
     conditions = []
     for point in sweep.conditions():
         try:

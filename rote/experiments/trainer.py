@@ -28,13 +28,14 @@ def _interrupted(e) -> KeyboardInterrupt:
     return Terminated() if e.terminated else KeyboardInterrupt()
 
 
-def _train_one(cfg: RunConfig, dest: Path, data_dir, checkpoint_every: Optional[float] = None) -> dict:
+def _train_one(cfg: RunConfig, dest: Path, data_dir, checkpoint_every: Optional[float] = None,
+               save_model: bool = False) -> dict:
     from rote.experiments.run import RunInterrupted, run
 
     t0 = time.time()
     try:
         _, result = run(cfg, dest, dataset=load_cached(cfg.dataset, data_dir), log=lambda s: None, resume=True,
-                        checkpoint_every=checkpoint_every)
+                        checkpoint_every=checkpoint_every, save_model=save_model)
     except RunInterrupted as e:
         raise _interrupted(e) from None
     except Exception as e:
@@ -46,7 +47,7 @@ def _train_one(cfg: RunConfig, dest: Path, data_dir, checkpoint_every: Optional[
 
 
 def train_records(cfgs: list[RunConfig], dests: list[Path], data_dir=None, threads: Optional[int] = None,
-                  checkpoint_every: Optional[float] = None) -> list[dict]:
+                  checkpoint_every: Optional[float] = None, save_model: bool = False) -> list[dict]:
     """Train runs into ``dests``, several compatible ones as one batched model.
 
     A directory is empty, or holds an unfinished run (the first of a group:
@@ -64,7 +65,7 @@ def train_records(cfgs: list[RunConfig], dests: list[Path], data_dir=None, threa
     if len(cfgs) > 1:
         try:
             results = run_group(cfgs, dests, dataset=load_cached(cfgs[0].dataset, data_dir),
-                                checkpoint_every=checkpoint_every)
+                                checkpoint_every=checkpoint_every, save_model=save_model)
             return [{"key": c.key(), "status": "done", "outcome": r["outcome"], "host": os.uname().nodename}
                     for c, r in zip(cfgs, results)]
         except RunInterrupted as e:
@@ -74,4 +75,4 @@ def train_records(cfgs: list[RunConfig], dests: list[Path], data_dir=None, threa
         except Exception:  # one at a time instead, so that a bad run is recorded on its own
             for d in dests:
                 shutil.rmtree(d, ignore_errors=True)
-    return [_train_one(c, d, data_dir, checkpoint_every) for c, d in zip(cfgs, dests)]
+    return [_train_one(c, d, data_dir, checkpoint_every, save_model) for c, d in zip(cfgs, dests)]

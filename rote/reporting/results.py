@@ -31,7 +31,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from rote.config import RunConfig
+from rote.config import IDENTITY_FIELDS, RunConfig
 from rote.errors import ConfigError
 from rote.experiments.record import (  # noqa: F401  (reporting reads runs through these)
     OUTCOMES, SCORES_CSV, Record, fit_epoch, read_detection, read_history, read_membership)
@@ -343,7 +343,8 @@ def load(store, where: Optional[dict] = None) -> SweepData:
             position.setdefault(_group_key({k: v for k, v in cfg.to_dict().items() if k != "seed"}),
                                 len(position))
     present = {k: {_freeze(r["config"].get(k)) for r in records} for k in CONFIG_FIELDS if k != "seed"}
-    extra = [k for k in CONFIG_FIELDS if k != "seed" and k not in sweep_fields and len(present.get(k, ())) > 1]
+    extra = [k for k in CONFIG_FIELDS if k != "seed" and k not in sweep_fields and k not in IDENTITY_FIELDS
+             and len(present.get(k, ())) > 1]
     varying = [k for k in sweep_fields if len(present.get(k, ())) > 1] + extra
     if not varying and records:
         # a sweep over seeds only: name its one condition by the sweep's fields (e.g. labels=permute)
