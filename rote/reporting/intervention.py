@@ -44,7 +44,7 @@ from rote.experiments.record import fit_epoch
 from rote.experiments.store import Store
 from rote.reporting.compare import rate_difference
 from rote.reporting.results import fmt_value, wilson
-from rote.reporting.survival import CENSORED, COMPETING, MEMORISED, aalen_johansen, fmt_median
+from rote.reporting.survival import CENSORED, COMPETING, MEMORISED, aalen_johansen
 
 # settings that are not part of a recipe: the data's size and the budget (read at one common budget), and
 # those that only say how a run was kept or where it ran
@@ -193,7 +193,7 @@ def arm_rows(arms: list[Arm]) -> list[dict]:
             inc = aalen_johansen(times, [f.kind for f in a.fates])
             row[f"median_{unit}"], row[f"median_{unit}_low"], row[f"median_{unit}_high"] = (
                 inc.median, inc.median_low, inc.median_high)
-            row[f"median_{unit}_text"] = fmt_median(inc)
+            row[f"median_{unit}_text"] = _median_text(inc)
         dead = [f.steps for f in a.fates if f.fate == "died"]
         row["died_steps_min"], row["died_steps_max"] = (min(dead), max(dead)) if dead else (None, None)
         mem = [f.steps for f in a.fates if f.fate == "memorised"]
@@ -204,6 +204,17 @@ def arm_rows(arms: list[Arm]) -> list[dict]:
                         "memorised_difference_high": d.high, "memorised_p": d.p_value})
         rows.append(row)
     return rows
+
+
+def _median_text(inc) -> str:
+    """'3,910 (3,500-4,200)', '3,910 (3,500 to not reached)' or 'not reached'; one run: no interval."""
+    if inc.median is None:
+        return "not reached"
+    if inc.n == 1:
+        return f"{inc.median:,.0f} (one run)"
+    lo = "?" if inc.median_low is None else f"{inc.median_low:,.0f}"
+    hi = "not reached" if inc.median_high is None else f"{inc.median_high:,.0f}"
+    return f"{inc.median:,.0f} ({lo}-{hi})" if inc.median_high is not None else f"{inc.median:,.0f} ({lo} to {hi})"
 
 
 def _steps_range(lo, hi) -> str:
@@ -290,7 +301,7 @@ def fates_figure(arms: list[Arm], n_train: int, budget: int, prediction=None):
         ax.set_xlim(left=0)
         ax.grid(axis="y", visible=False)
         ax.set_xlabel("optimiser steps" if unit == "steps" else "epochs")
-        ax.set_title(f"When each run ended, in {'optimiser steps' if unit == 'steps' else 'epochs'}", fontsize=10)
+        ax.set_title("in optimiser steps" if unit == "steps" else "in epochs", fontsize=10)
         if unit == "steps":
             ax.xaxis.set_major_formatter(_thousands())
     handles, labels = [], []
@@ -301,7 +312,7 @@ def fates_figure(arms: list[Arm], n_train: int, budget: int, prediction=None):
                 labels.append(lab)
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=7.5,
                frameon=False)
-    fig.suptitle(f"Seed CNN on N = {n_train:,} permuted MNIST labels: each arm's runs", fontsize=11)
+    fig.suptitle(f"Seed CNN on N = {n_train:,} permuted MNIST labels: when each run memorised or died", fontsize=11)
     return fig
 
 
