@@ -25,6 +25,6 @@ import rote.threads  # noqa: E402,F401
 # rote.config is a module (light: numpy) *and*, below, a function of this package: import the module first,
 # so that a later `from rote.config import RunConfig` anywhere finds it loaded and leaves the function alone.
 from rote.config import RunConfig  # noqa: E402
-from rote.api import RunResult, SweepResult, config, load, run, sweep  # noqa: E402
+from rote.api import RunResult, SweepResult, config, load, run, suspects, sweep  # noqa: E402
 
-__all__ = ["RunConfig", "RunResult", "SweepResult", "config", "load", "run", "sweep", "__version__"]
+__all__ = ["RunConfig", "RunResult", "SweepResult", "config", "load", "run", "suspects", "sweep", "__version__"]

@@ -83,7 +83,8 @@ def _finish_aside(aside: Optional[Path], path: Path, ok: bool) -> None:
 
 def run(cfg: Optional[RunConfig] = None, *, out: Optional[PathLike] = None, data_dir: Optional[PathLike] = None,
         quiet: bool = True, on_epoch: Optional[Callable] = None, save_model: bool = False,
-        checkpoint_every: Optional[float] = None, overwrite: bool = False, **settings) -> RunResult:
+        checkpoint_every: Optional[float] = None, overwrite: bool = False, threads: Optional[int] = None,
+        **settings) -> RunResult:
     """Train one model and record it, as ``rote run`` does; return a RunResult.
 
     ``cfg`` (from ``rote.config``) and/or any run setting as a keyword
@@ -95,7 +96,9 @@ def run(cfg: Optional[RunConfig] = None, *, out: Optional[PathLike] = None, data
     returns the model in RunResult.model. ``checkpoint_every``: seconds between checkpoints (0: every
     epoch; default 600); an interrupted run goes on with ``rote run --resume DIR``. A run never writes
     into another's directory: an existing ``out`` is an error unless ``overwrite=True``, which replaces
-    it (only a run directory, one with config.json).
+    it (only a run directory, one with config.json). ``threads``: CPU threads for the run, else
+    OMP_NUM_THREADS when set, else rote's rule, as `rote run` chooses them; the caller's count is restored
+    afterwards.
     """
     from rote.config import identify
     from rote.experiments.run import load_model, run as run_one
@@ -107,9 +110,16 @@ def run(cfg: Optional[RunConfig] = None, *, out: Optional[PathLike] = None, data
     if out is not None and out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise RoteError(f"out={str(out)!r} already exists and is not empty; pass another out=, or overwrite=True "
                         f"to replace it")
+    import torch
+
+    from rote.experiments.run import run_threads
+
+    _check_sweep_options(jobs=None, group=None, retries=0, backend="local", threads=threads, what="rote.run")
     aside = _set_aside(out, "config.json") if out is not None and overwrite else None
     ok = False
+    callers = torch.get_num_threads()
     try:
+        run_threads(cfg, threads, data_dir, warn=(lambda s: None) if quiet else print)
         run_dir, result = run_one(cfg, out, data_dir=None if data_dir is None else str(data_dir),
                                   log=(lambda s: None) if quiet else print, on_epoch=on_epoch,
                                   checkpoint_every=checkpoint_every, save_model=save_model)
@@ -117,6 +127,7 @@ def run(cfg: Optional[RunConfig] = None, *, out: Optional[PathLike] = None, data
     except RoteError as e:
         raise _in_python_words(e) from None
     finally:
+        torch.set_num_threads(callers)
         if out is not None:
             _finish_aside(aside, out, ok)
     return RunResult(cfg, _history(Path(run_dir)), result, Path(run_dir),
@@ -138,22 +149,23 @@ class SweepResult:
         return load(self.dir)
 
 
-def _check_sweep_options(*, jobs, group, retries, backend) -> None:
-    """rote.sweep's options, checked as the CLI checks its flags, before a store is made."""
-    for name, v, least in (("jobs", jobs, 1), ("group", group, 1), ("retries", retries, 0)):
+def _check_sweep_options(*, jobs, group, retries, backend, threads=None, what="rote.sweep") -> None:
+    """rote.sweep's (and rote.run's) options, checked as the CLI checks its flags, before a store is made."""
+    for name, v, least in (("jobs", jobs, 1), ("group", group, 1), ("retries", retries, 0), ("threads", threads, 1)):
         if v is None and name != "retries":
             continue
         if not isinstance(v, int) or isinstance(v, bool) or v < least:
-            raise ConfigError(f"rote.sweep({name}={v!r}): {name} must be a whole number >= {least}"
+            raise ConfigError(f"{what}({name}={v!r}): {name} must be a whole number >= {least}"
                               + (" or None (rote's default)" if name != "retries" else ""))
     if backend not in ("local", "ray"):
-        raise ConfigError(f"rote.sweep(backend={backend!r}): backend must be 'local' or 'ray'")
+        raise ConfigError(f"{what}(backend={backend!r}): backend must be 'local' or 'ray'")
 
 
 def sweep(file_or_dict: Union[PathLike, dict], *, out: Optional[PathLike] = None, jobs: Optional[int] = None,
           group: Optional[int] = None, backend: str = "local", address: Optional[str] = None, retries: int = 2,
           data_dir: Optional[PathLike] = None, progress: bool = False, overwrite: bool = False,
-          tensorboard: Optional[PathLike] = None, save_model: Optional[bool] = None) -> SweepResult:
+          tensorboard: Optional[PathLike] = None, save_model: Optional[bool] = None,
+          threads: Optional[int] = None) -> SweepResult:
     """Run a sweep into its store, as ``rote sweep`` does; return a SweepResult.
 
     ``file_or_dict``: a sweep file's path, a shipped study's name
@@ -165,7 +177,8 @@ def sweep(file_or_dict: Union[PathLike, dict], *, out: Optional[PathLike] = None
     store) and starts afresh. ``progress=True`` shows a progress bar, in a
     notebook as in a terminal; ``jobs``, ``group``, ``backend``, ``address``,
     ``retries`` are `rote sweep`'s options of the same names; ``save_model=True`` keeps every run's final
-    weights (model.pt; default: the sweep file's ``save_model``).
+    weights (model.pt; default: the sweep file's ``save_model``); ``threads`` per process (default: as `rote
+    sweep`: OMP_NUM_THREADS when set, else the cores shared out).
     """
     from rote.experiments import execute
     from rote.experiments.studies import resolve_study
@@ -182,7 +195,7 @@ def sweep(file_or_dict: Union[PathLike, dict], *, out: Optional[PathLike] = None
             sw = load_sweep(resolve_study(str(file_or_dict)))
         else:
             raise ConfigError(f"rote.sweep takes a sweep file's path, a study's name or a dict, got {file_or_dict!r}")
-        _check_sweep_options(jobs=jobs, group=group, retries=retries, backend=backend)
+        _check_sweep_options(jobs=jobs, group=group, retries=retries, backend=backend, threads=threads)
         if tensorboard is not None:
             from rote.experiments.tracking import require_tensorboard
 
@@ -217,7 +230,7 @@ def sweep(file_or_dict: Union[PathLike, dict], *, out: Optional[PathLike] = None
             counts = execute.run_sweep(p, jobs=jobs, group=group, backend=backend, address=address,
                                        retries=retries, data_dir=None if data_dir is None else str(data_dir),
                                        on_result=on_result, log=bar.write if progress else (lambda s: None),
-                                       save_model=save_model)
+                                       save_model=save_model, threads=threads)
             bar.close()
             ok = True
         finally:
@@ -272,3 +285,30 @@ def _history(run_dir: Path):
         return history_frame(run_dir)
     except ImportError:  # no pandas: the columns as lists
         return read_history(run_dir)
+
+
+def suspects(path: PathLike, *, score: Optional[str] = None, top: int = 24, out: Optional[PathLike] = None,
+             quiet: bool = True):
+    """The training examples most likely mislabelled, as ``rote suspects`` writes them; a pandas DataFrame.
+
+    ``path``: a run directory or a store; ``score``: a scores.csv column to rank by (default
+    ``correctness``: rote.analysis.suspects says why). Writes suspects.csv and suspects.png (into ``out``;
+    default the run directory, or STORE/suspects/KEY/) and returns the ranking, most suspicious first: rank,
+    index, given_label, believed_label (the class predicted most often; runs recorded before it was kept lack
+    it), the score, and true_label and changed where rote changed the labels itself; for a store, one frame
+    with a ``key`` column.
+    """
+    import pandas as pd
+
+    from rote.analysis.suspects import DEFAULT_SCORE
+    from rote.reporting.suspects import suspects as write
+
+    try:
+        paths = write(Path(path), out, score=score or DEFAULT_SCORE, top=top,
+                      log=(lambda s: None) if quiet else print)
+    except RoteError as e:
+        raise _in_python_words(e) from None
+    frames = [pd.read_csv(p) for p in paths]
+    if len(paths) == 1 and (Path(path) / "config.json").is_file():
+        return frames[0]
+    return pd.concat([f.assign(key=p.parent.name) for f, p in zip(frames, paths)], ignore_index=True)

@@ -252,6 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
                        "for one arm of a comparison); repeat for several; needs --out, so that the store's own "
                        "files stay those of all its runs")
 
+    what = ("rank the training examples of a run (or of every run of a store) by how likely their label is wrong: "
+            "suspects.csv, an image grid of the top ones and a one-line summary")
+    s = sub.add_parser("suspects", help=what, description=what[0].upper() + what[1:] + ". The run must have been "
+                       "recorded with per-example records (record_examples, the default). The default score, "
+                       "correctness (the share of presentations at which the model predicted the given label), "
+                       "found rote's own changed labels best of nine scores in the corruption study, whether or "
+                       "not the run went on to memorise (docs/manual.md).")
+    s.add_argument("path", type=Path, help="a run directory (rote run) or a store (rote sweep)")
+    s.add_argument("--score", default=None, help="the score to rank by (default: correctness); any column of "
+                   "scores.csv: first_learned, learned_forever, forgetting_events, confidence, variability, "
+                   "correctness, aum, el2n, final_loss")
+    s.add_argument("--top", type=positive_int, default=24, help="examples in the image grid (default: 24)")
+    s.add_argument("--out", type=Path, default=None, help="where to write (default: the run directory; for a "
+                   "store, STORE/suspects/KEY/)")
+
     m = sub.add_parser("models", help="list the registered models and their parameter counts",
                        description="List the registered models with their parameter counts on a dataset's image "
                        "shape (and on the 28x28 crop of --preprocess zhang where that differs).")
@@ -280,19 +295,8 @@ def _resumed_config(args) -> RunConfig:
         raise RoteError(f"cannot read the settings in {d / CONFIG} ({e}); start a new run instead") from None
 
 
-def _step_macs(cfg: RunConfig, data_dir):
-    """The run's step size for rote.threads' default, or None when its data cannot be read yet (the run
-    itself then says what is wrong, in one line)."""
-    from rote.experiments.plan import dataset_shape, step_macs
-
-    try:
-        return step_macs([cfg], {cfg.dataset: dataset_shape(cfg.dataset, data_dir)})
-    except RoteError:
-        return None
-
-
 def cmd_run(args) -> int:
-    from rote.experiments.run import RunInterrupted, run
+    from rote.experiments.run import RunInterrupted, run, run_threads
 
     cfg = _resumed_config(args) if args.resume is not None else _config_from(args)
     progress = None
@@ -307,8 +311,6 @@ def cmd_run(args) -> int:
 
         require_tensorboard(args.tensorboard)  # checks the package and the place before anything trains
         tb = TensorBoardLogger(run_logdir(args.tensorboard, cfg), cfg)
-    from rote.threads import use_threads
-
     warning = []
     threads = args.threads
     if args.resume is not None:  # a run goes on with the threads it started with: they change its last bits
@@ -319,7 +321,7 @@ def cmd_run(args) -> int:
             raise RoteError(f"the run in {args.resume} was started with --threads {recorded}; resume it with "
                             f"--threads {recorded} or leave --threads out")
         threads = threads or recorded
-    use_threads(threads, warn=warning.append, step_macs=_step_macs(cfg, args.data_dir))
+    run_threads(cfg, threads, args.data_dir, warn=warning.append)
 
     def log_run(line: str) -> None:  # the oversubscription warning once the run has passed its checks
         if line.startswith("rote ") and warning:
@@ -597,6 +599,18 @@ def cmd_table(args) -> int:
     return 0
 
 
+def cmd_suspects(args) -> int:
+    from rote.analysis.suspects import DEFAULT_SCORE
+    from rote.errors import DataError
+    from rote.reporting.suspects import suspects
+
+    try:
+        suspects(args.path, args.out, score=args.score or DEFAULT_SCORE, top=args.top)
+    except DataError as e:
+        raise RoteError(str(e)) from None
+    return 0
+
+
 def cmd_plot(args) -> int:
     from rote.experiments.record import CONFIG, HISTORY
 
@@ -697,7 +711,7 @@ def main(argv=None) -> int:
     sigterm_as_interrupt()
     try:
         commands = {"run": cmd_run, "data": cmd_data, "models": cmd_models, "sweep": cmd_sweep, "table": cmd_table,
-                    "plot": cmd_plot, "report": cmd_report, "studies": cmd_studies}
+                    "plot": cmd_plot, "report": cmd_report, "studies": cmd_studies, "suspects": cmd_suspects}
         code = commands[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code

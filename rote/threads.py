@@ -151,15 +151,33 @@ def oversubscribed(threads: int, jobs: int = 1, cores: Optional[int] = None, bus
             f"busy and rote runs {what}; training will be slower{hint}")
 
 
+def env_threads() -> Optional[int]:
+    """OMP_NUM_THREADS when it is set (the variable a user sets to give each process its threads), else None;
+    a value that is not a positive whole number is one line (a RoteError)."""
+    raw = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not raw:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        from rote.errors import RoteError
+
+        raise RoteError(f"OMP_NUM_THREADS={raw!r} is not a positive whole number of threads; set it to one "
+                        f"(e.g. 1), or unset it for rote's choice")
+    return n
+
+
 def use_threads(threads: Optional[int] = None, jobs: int = 1, warn=lambda s: print(s, file=sys.stderr),
                 step_macs: Optional[int] = None) -> int:
-    """Set this process's torch threads (``threads``, else chosen as above for one of ``jobs`` processes
-    training steps of ``step_macs``), warn in one line if the machine is oversubscribed, and return the
+    """Set this process's torch threads (``threads``, else OMP_NUM_THREADS when set, else chosen as above for
+    one of ``jobs`` processes training steps of ``step_macs``), warn in one line if the machine is oversubscribed, and return the
     threads each process should use."""
     import torch
 
     cores, busy = usable_cores(), busy_cores()
-    n = threads or default_threads(jobs, cores, step_macs)
+    n = threads or env_threads() or default_threads(jobs, cores, step_macs)
     torch.set_num_threads(n)
     line = oversubscribed(n, jobs, cores, busy)
     if line:

@@ -109,3 +109,37 @@ def test_a_plan_s_step_is_its_largest_group_and_none_with_a_convolution():
     assert step_macs(mlps, shapes) == one  # trained one at a time
     assert step_macs(mlps, shapes, group=32) == 4 * one  # at most the four of them in a group
     assert step_macs(mlps + [RunConfig.from_dict({"model": "cnn:2"})], shapes) is None
+
+
+def test_the_shell_and_python_choose_threads_alike(tmp_path, mnist, monkeypatch, capsys):
+    """threads= or --threads when given, else OMP_NUM_THREADS when set, else rote's rule; rote.run gives the
+    caller's count back; a bad OMP_NUM_THREADS is one line."""
+    import json
+
+    import torch
+
+    import rote
+    from rote.cli import main
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        res = rote.run(n_train=100, epochs=1, model="cnn:2", record_examples=False, device="cpu", threads=1,
+                       out=tmp_path / "a")
+        assert res.dir and json.loads((tmp_path / "a" / "config.json").read_text())["environment"]["threads"] == 1
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        rote.run(n_train=100, epochs=1, model="cnn:2", record_examples=False, device="cpu", out=tmp_path / "b")
+        assert json.loads((tmp_path / "b" / "config.json").read_text())["environment"]["threads"] == 1
+        assert main(["run", "--n-train", "100", "--epochs", "1", "--model", "cnn:2", "--quiet",
+                     "--out", str(tmp_path / "c")]) == 0
+        assert json.loads((tmp_path / "c" / "config.json").read_text())["environment"]["threads"] == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "two")
+        capsys.readouterr()
+        assert main(["run", "--n-train", "100", "--epochs", "1", "--out", str(tmp_path / "d")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "OMP_NUM_THREADS='two'" in err and not (tmp_path / "d").exists()
+        with pytest.raises(Exception, match="threads must be a whole number"):
+            rote.run(n_train=100, epochs=1, threads=0, out=tmp_path / "e")
+    finally:
+        torch.set_num_threads(before)

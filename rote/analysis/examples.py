@@ -18,6 +18,8 @@ array                 shape    dtype     meaning
 ``true_label``        (N,)     int64     the dataset's label
 ``changed``           (N,)     bool      label != true_label
 ``epoch``             (E,)     int64     the epoch of each row (1, 2, ..., E unless thinned)
+``pred``              (E, N)   int32     the class predicted at that presentation (argmax of the
+                                         logits); absent from records made before it was kept
 ====================  =======  ========  =====================================================
 
 A long run of a large training set keeps every k-th epoch and its last (see
@@ -56,7 +58,9 @@ ARRAYS = {
     "true_label": (np.int64, False),
     "changed": (np.bool_, False),
     "epoch": (np.int64, None),  # (E,)
+    "pred": (np.int32, True),
 }
+OPTIONAL = {"epoch", "pred"}  # a record may lack these: epoch means 1..E, pred was not kept then
 
 
 @dataclass(frozen=True, eq=False)  # arrays have no single truth value to compare
@@ -73,16 +77,20 @@ class ExampleRecord:
     true_label: np.ndarray  # (N,) int64
     changed: np.ndarray  # (N,) bool
     epoch: np.ndarray | None = None  # (E,) int64; None means 1..E
+    pred: np.ndarray | None = None  # (E, N) int32 predicted class; None in records made before it was kept
 
     def __post_init__(self):
         if self.epoch is None:
             object.__setattr__(self, "epoch", np.arange(1, np.shape(self.correct)[0] + 1))
         for f in fields(self):
-            object.__setattr__(self, f.name, np.asarray(getattr(self, f.name), dtype=ARRAYS[f.name][0]))
+            if getattr(self, f.name) is not None:
+                object.__setattr__(self, f.name, np.asarray(getattr(self, f.name), dtype=ARRAYS[f.name][0]))
         # E from 'correct', N from 'index'; -1 when those are not 2-D and 1-D, which no shape matches
         e = self.correct.shape[0] if self.correct.ndim == 2 else -1
         n = self.index.shape[0] if self.index.ndim == 1 else -1
         for name, (_, per_epoch) in ARRAYS.items():
+            if getattr(self, name) is None:
+                continue
             shape, want = getattr(self, name).shape, ((e,) if per_epoch is None else (e, n) if per_epoch else (n,))
             if shape != want:
                 raise DataError(f"examples: '{name}' has shape {shape}, expected {'(E, N)' if per_epoch else '(N,)'}"
@@ -109,12 +117,12 @@ def save_examples(path: Path | str, **arrays) -> ExampleRecord:
     checks them, so a file that this writes always loads.
     """
     unknown = sorted(set(arrays) - set(ARRAYS))
-    missing = [k for k in ARRAYS if k not in arrays and k != "epoch"]
+    missing = [k for k in ARRAYS if k not in arrays and k not in OPTIONAL]
     if unknown or missing:
         raise DataError(f"examples: unknown arrays {unknown}, missing arrays {missing}")
     rec = ExampleRecord(**arrays)
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: getattr(rec, k) for k in ARRAYS})
+    np.savez_compressed(buf, **{k: getattr(rec, k) for k in ARRAYS if getattr(rec, k) is not None})
     write_atomic(_file(path), buf.getvalue())
     return rec
 
@@ -124,7 +132,7 @@ def load_examples(path: Path | str) -> ExampleRecord:
     path = _file(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in ARRAYS if k not in z.files and k != "epoch"]
+            missing = [k for k in ARRAYS if k not in z.files and k not in OPTIONAL]
             if missing:
                 raise DataError(f"{path}: missing arrays {missing}")
             arrays = {k: z[k] for k in ARRAYS if k in z.files}

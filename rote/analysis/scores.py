@@ -111,12 +111,28 @@ def example_scores(rec: ExampleRecord, el2n_epoch: int | None = None) -> dict[st
     }
 
 
+def believed_labels(rec: ExampleRecord) -> np.ndarray | None:
+    """The class the model predicted most often at each example's presentations (ties: the smaller class);
+    None for a record that did not keep its predictions."""
+    if rec.pred is None or rec.epochs == 0:
+        return None
+    classes = int(max(rec.pred.max(), rec.label.max())) + 1
+    counts = np.zeros((classes, rec.n), dtype=np.int32)
+    cols = np.arange(rec.n)
+    for row in rec.pred:  # one epoch at a time: (classes, N) counts, never (E, classes, N)
+        np.add.at(counts, (row, cols), 1)
+    return counts.argmax(0)
+
+
 def scores_rows(rec: ExampleRecord, scores: dict[str, np.ndarray]) -> list[dict]:
-    """One dict per example: index, label, true_label, changed, then every score."""
+    """One dict per example: index, label, true_label, changed, believed_label (when the record kept its
+    predictions), then every score."""
     for name, s in scores.items():
         if s.shape != (rec.n,):
             raise DataError(f"score '{name}' has shape {s.shape}, expected ({rec.n},)")
-    cols = {"index": rec.index, "label": rec.label, "true_label": rec.true_label, "changed": rec.changed, **scores}
+    believed = believed_labels(rec)
+    cols = {"index": rec.index, "label": rec.label, "true_label": rec.true_label, "changed": rec.changed,
+            **({"believed_label": believed} if believed is not None else {}), **scores}
     values = {k: v.tolist() for k, v in cols.items()}  # Python ints, floats and bools
     return [{k: values[k][i] for k in cols} for i in range(rec.n)]
 

@@ -251,6 +251,20 @@ def save_model_file(path: Path, model: str, in_shape: tuple, classes: int, weigh
     write_atomic(path, buf.getvalue())
 
 
+def run_threads(cfg: RunConfig, threads: Optional[int] = None, data_dir=None,
+                warn: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> int:
+    """Set torch's threads for one run as `rote run` and `rote.run` both do: ``threads`` when given, else
+    OMP_NUM_THREADS when set, else rote's rule for the run's model (rote.threads); returns the count."""
+    from rote.experiments.plan import dataset_shape, step_macs
+    from rote.threads import use_threads
+
+    try:
+        macs = step_macs([cfg], {cfg.dataset: dataset_shape(cfg.dataset, data_dir)})
+    except RoteError:  # its data cannot be read yet: the run itself says what is wrong, in one line
+        macs = None
+    return use_threads(threads, warn=warn, step_macs=macs)
+
+
 def load_model(run_dir: Path):
     """The final model of a run recorded with save_model (model.pt), in eval mode on the CPU."""
     import torch

@@ -43,7 +43,7 @@ def read_scores(run_dir: Path) -> dict[str, np.ndarray]:
     out = {}
     for k in rows[0]:
         col = [r[k] for r in rows]
-        if k in ("index", "label", "true_label"):
+        if k in ("index", "label", "true_label", "believed_label"):
             out[k] = np.array(col, dtype=np.int64)
         elif k == "changed":
             out[k] = np.array([v == "True" for v in col])

@@ -20,7 +20,8 @@ class ExampleRecorder:
     read once per epoch. ``rows`` follows the members: row r is member r's record.
     """
 
-    FIELDS = ("correct", "prob", "margin", "loss", "el2n")
+    FIELDS = ("correct", "prob", "margin", "loss", "el2n", "pred")
+    DTYPES = {"correct": (torch.bool, bool), "pred": (torch.int32, np.int32)}  # (on the device, kept); else floats
 
     def __init__(self, runs: int, n_fit: int, epochs: int, device):
         self.n_fit, self.device = n_fit, device
@@ -28,8 +29,8 @@ class ExampleRecorder:
         self.rows: list[dict[str, list]] = [{k: [] for k in ("epoch", *self.FIELDS)} for _ in range(runs)]
 
     def start_epoch(self, live: int) -> None:
-        self.buf = {k: torch.zeros(live, self.n_fit, device=self.device, dtype=torch.bool if k == "correct"
-                                   else torch.float32) for k in self.FIELDS}
+        self.buf = {k: torch.zeros(live, self.n_fit, device=self.device,
+                                   dtype=self.DTYPES.get(k, (torch.float32,))[0]) for k in self.FIELDS}
 
     @torch.no_grad()
     def batch(self, idx: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
@@ -42,8 +43,9 @@ class ExampleRecorder:
         others = out.scatter(-1, y[..., None], float("-inf")).amax(-1)
         sq = (logp.exp() ** 2).sum(-1) - p_y ** 2 + (1 - p_y) ** 2  # ||softmax - onehot||^2
         rows = torch.arange(len(idx), device=idx.device)[:, None]
-        for k, v in (("correct", out.argmax(-1) == y), ("prob", p_y), ("margin", z_y - others),
-                     ("loss", -lp_y), ("el2n", sq.clamp_min(0).sqrt())):
+        pred = out.argmax(-1)
+        for k, v in (("correct", pred == y), ("prob", p_y), ("margin", z_y - others),
+                     ("loss", -lp_y), ("el2n", sq.clamp_min(0).sqrt()), ("pred", pred.int())):
             self.buf[k][rows, idx] = v
 
     def end_epoch(self, epoch: int, leaving: list[int]) -> None:
@@ -56,13 +58,16 @@ class ExampleRecorder:
             row = self.rows[r]
             row["epoch"].append(epoch)
             for k in self.FIELDS:
-                row[k].append(host[k][r].numpy().astype(bool if k == "correct" else np.float16))
+                row[k].append(host[k][r].numpy().astype(self.DTYPES.get(k, (None, np.float16))[1]))
 
     def arrays(self, r: int) -> dict:
         """Member r's record, as rote.analysis.examples saves it."""
         row = self.rows[r]
-        return {"epoch": np.asarray(row["epoch"], dtype=np.int64),
-                **{k: np.stack(row[k]) if row[k] else np.zeros((0, self.n_fit)) for k in self.FIELDS}}
+        out = {"epoch": np.asarray(row["epoch"], dtype=np.int64),
+               **{k: np.stack(row[k]) if row[k] else np.zeros((0, self.n_fit)) for k in self.FIELDS}}
+        if len(row.get("pred", [])) != len(row["epoch"]):  # resumed from a checkpoint made before pred was kept
+            out.pop("pred")
+        return out
 
     def keep(self, rows: list[int]) -> None:
         """Follow the members: keep the records of the members at ``rows`` only."""
@@ -73,4 +78,4 @@ class ExampleRecorder:
         return [{k: list(v) for k, v in row.items()} for row in self.rows]
 
     def load_state(self, rows: list[dict]) -> None:
-        self.rows = [{k: list(v) for k, v in row.items()} for row in rows]
+        self.rows = [{"pred": [], **{k: list(v) for k, v in row.items()}} for row in rows]
