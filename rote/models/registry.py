@@ -7,10 +7,7 @@ name into an uninitialised module; ``rote.models`` adds initialisation and check
 
 from __future__ import annotations
 
-import importlib
-import os
 import re
-import sys
 from typing import Callable
 
 from torch import nn
@@ -52,27 +49,9 @@ def is_factory_path(name: str) -> bool:
 
 def load_factory(name: str) -> Callable[..., nn.Module]:
     """Import ``package.module:function``; ConfigError (one line) if it is not there or not callable."""
-    module_name, _, attr = name.partition(":")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # the `rote` script, unlike `python -m`, does not add it
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        known = ", ".join(_REGISTRY)
-        raise ConfigError(f"unknown model '{name}': not a registered model ({known}) and module '{e.name}' "
-                          f"cannot be imported (is it on PYTHONPATH or in the current directory?)") from None
-    except Exception as e:  # the user's module failed while importing
-        raise ConfigError(f"model '{name}': importing {module_name} raised {type(e).__name__}: "
-                          f"{' '.join(str(e).split())}") from None
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"model '{name}': module {module_name} has no attribute '{attr}'")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ConfigError(f"model '{name}': {attr} is a {type(obj).__name__}, not a callable factory "
-                          f"(def {attr.split('.')[-1]}(in_shape, classes) -> torch.nn.Module)")
-    return obj
+    from rote.plugins import import_callable
+
+    return import_callable(name, "model", ", ".join(_REGISTRY), "(in_shape, classes) -> torch.nn.Module")
 
 
 def _build_factory(name: str, *, in_shape, classes, dropout) -> nn.Module:

@@ -101,32 +101,10 @@ def load_optimizer_factory(name: str) -> Callable:
     The factory is called as ``function(params, cfg)`` with the parameters to train and the run's RunConfig
     (cfg.lr, cfg.momentum, cfg.weight_decay, ...) and returns a torch.optim.Optimizer; rote sets each param
     group's ``lr`` every epoch from cfg.lr and the schedule."""
-    import importlib
+    from rote.config import OPTIMIZERS
+    from rote.plugins import import_callable
 
-    import os
-    import sys
-
-    module_name, _, attr = name.partition(":")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as for a user's model: the current directory is importable
-    try:
-        obj = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        from rote.config import OPTIMIZERS
-
-        raise ConfigError(f"unknown optimizer '{name}': not one of {', '.join(OPTIMIZERS)} and module '{e.name}' "
-                          f"cannot be imported (is it on PYTHONPATH or in the current directory?)") from None
-    except Exception as e:
-        raise ConfigError(f"optimizer '{name}': importing {module_name} raised {type(e).__name__}: "
-                          f"{' '.join(str(e).split())}") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"optimizer '{name}': module {module_name} has no attribute '{attr}'")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ConfigError(f"optimizer '{name}': {attr} is not callable (def {attr.split('.')[-1]}(params, cfg) -> "
-                          f"torch.optim.Optimizer)")
-    return obj
+    return import_callable(name, "optimizer", ", ".join(OPTIMIZERS), "(params, cfg) -> torch.optim.Optimizer")
 
 
 def build_user_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
