@@ -360,23 +360,28 @@ def file_digest(path) -> str:
     return _DIGESTS[key]
 
 
-def model_source_digest(model: str) -> Optional[str]:
-    """The digest of the module that defines a factory model (package.module:function); None for rote's own
-    models, or a module without a source file."""
+def module_source_digest(name: str) -> Optional[str]:
+    """The digest of the source file of the module a ``package.module:function`` names; None for a module
+    without one (built-in, compiled)."""
     import importlib
     import inspect
 
-    from rote.models import is_factory_path, load_factory
-
-    if not is_factory_path(model):
-        return None
-    load_factory(model)  # importable and callable, or one line saying why not
-    module = importlib.import_module(model.partition(":")[0])
+    module = importlib.import_module(name.partition(":")[0])
     try:
         path = inspect.getsourcefile(module)
     except TypeError:  # a built-in or compiled module
         path = None
     return file_digest(path) if path else None
+
+
+def model_source_digest(model: str) -> Optional[str]:
+    """The digest of the module that defines a factory model; None for rote's own models."""
+    from rote.models import is_factory_path, load_factory
+
+    if not is_factory_path(model):
+        return None
+    load_factory(model)  # importable and callable, or one line saying why not
+    return module_source_digest(model)
 
 
 def data_source_digest(dataset: str) -> Optional[str]:
@@ -401,17 +406,7 @@ def is_optimizer_factory(name: str) -> bool:
 
 def optimizer_source_digest(optimizer: str) -> Optional[str]:
     """The digest of the module that defines a user's optimizer factory; None for rote's own optimizers."""
-    import importlib
-    import inspect
-
-    if not is_optimizer_factory(optimizer):
-        return None
-    module = importlib.import_module(optimizer.partition(":")[0])
-    try:
-        path = inspect.getsourcefile(module)
-    except TypeError:
-        path = None
-    return file_digest(path) if path else None
+    return module_source_digest(optimizer) if is_optimizer_factory(optimizer) else None
 
 
 def identify(cfg: RunConfig) -> RunConfig:

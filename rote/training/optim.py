@@ -124,5 +124,7 @@ def build_user_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
 def check_optimizer(cfg: RunConfig) -> None:
     """Build the run's optimizer on one throw-away parameter: a user's factory that fails says so in one line
     before a run directory is made."""
-    build_user_optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))]) if cfg.optimizer not in (
-        "adam", "adam-keras1", "adamw", "sgd") else None
+    from rote.config import is_optimizer_factory
+
+    if is_optimizer_factory(cfg.optimizer):
+        build_user_optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))])
